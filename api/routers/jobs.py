@@ -1,0 +1,59 @@
+"""`/v1/jobs/{job_id}`: poll, stream (SSE) and cancel a job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.deps import JobsDep, StoreDep, TenantDep
+from api.errors import ErrorBody
+from common.schemas import JobRecord
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+
+
+@router.get("/{job_id}", response_model=JobRecord, responses=NOT_FOUND)
+async def get_job(job_id: str, jobs: JobsDep, tenant: TenantDep) -> JobRecord:
+    """The job's current record."""
+    return await jobs.get(tenant, job_id)
+
+
+@router.delete(
+    "/{job_id}", response_model=JobRecord, responses={**NOT_FOUND, 409: {"model": ErrorBody}}
+)
+async def cancel_job(job_id: str, jobs: JobsDep, tenant: TenantDep) -> JobRecord:
+    """Cancel a queued or running job (a running answer's generation is aborted)."""
+    return await jobs.cancel(tenant, job_id)
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the job's events"},
+        **NOT_FOUND,
+    },
+)
+async def job_events(
+    job_id: str,
+    jobs: JobsDep,
+    store: StoreDep,
+    tenant: TenantDep,
+    last_event_id: str | None = Header(default=None),
+) -> EventSourceResponse:
+    """Server-Sent Events of the job; reconnect with Last-Event-ID to get what you missed."""
+    await jobs.get(tenant, job_id)
+    after = last_event_id if last_event_id and _is_stream_id(last_event_id) else "0-0"
+
+    async def stream():  # type: ignore[no-untyped-def]
+        async for event in store.events(job_id, after):
+            yield ServerSentEvent(data=event.data, event=event.event, id=event.id)
+
+    return EventSourceResponse(stream(), ping=15)
+
+
+def _is_stream_id(value: str) -> bool:
+    ms, _, seq = value.partition("-")
+    return ms.isdigit() and seq.isdigit()

@@ -1,0 +1,115 @@
+"""Creating, reading and cancelling jobs: validation, one Redis write, one Celery message."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from celery import Celery
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import ApiError
+from api.schemas import JobAccepted
+from common.jobs_async import AsyncJobStore
+from common.schemas import JobKind, JobRecord, JobStatus
+from common.settings import Settings
+from workers.celery_app import INGEST_TASK, RETRIEVE_TASK
+
+
+class JobService:
+    """The API's only way to make or change jobs."""
+
+    def __init__(self, store: AsyncJobStore, celery: Celery, settings: Settings) -> None:
+        self.store = store
+        self.celery = celery
+        self.settings = settings
+
+    async def _enqueue(
+        self,
+        task: str,
+        kind: JobKind,
+        tenant: str,
+        fields: dict[str, str],
+        blob: bytes | None = None,
+    ) -> str:
+        job_id = str(uuid.uuid4())
+        await self.store.create(job_id, kind, tenant, extra=fields, blob=blob)
+        try:
+            await run_in_threadpool(self.celery.send_task, task, args=[job_id], task_id=job_id)
+        except Exception:
+            await self.store.discard(job_id)
+            raise
+        return job_id
+
+    async def submit_document(
+        self,
+        tenant: str,
+        data: bytes,
+        *,
+        filename: str | None = None,
+        title: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        document_id: str | None = None,
+    ) -> JobAccepted:
+        """Queue the ingestion of one document."""
+        if not data.strip():
+            raise ApiError(422, "empty_document", "the document has no content")
+        if len(data) > self.settings.max_upload_bytes:
+            raise ApiError(
+                413,
+                "file_too_large",
+                f"documents are limited to {self.settings.max_upload_bytes} bytes",
+            )
+        document_id = document_id or str(uuid.uuid4())
+        fields = {
+            "document_id": document_id,
+            "filename": filename or "",
+            "title": title or "",
+            "metadata": json.dumps(metadata or {}),
+        }
+        job_id = await self._enqueue(INGEST_TASK, JobKind.INGEST, tenant, fields, blob=data)
+        return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)
+
+    async def submit_answer(
+        self, tenant: str, question: str, top_k: int, deadline_s: float | None = None
+    ) -> JobAccepted:
+        """Queue an answer job."""
+        question = question.strip()
+        if not question:
+            raise ApiError(422, "empty_question", "the question is empty")
+        if len(question) > self.settings.max_question_chars:
+            raise ApiError(
+                422,
+                "question_too_long",
+                f"questions are limited to {self.settings.max_question_chars} characters",
+            )
+        if top_k > self.settings.max_top_k:
+            raise ApiError(422, "invalid_top_k", f"top_k must be at most {self.settings.max_top_k}")
+        deadline = min(
+            deadline_s or self.settings.answer_deadline_s, self.settings.answer_deadline_s
+        )
+        fields = {
+            "question": question,
+            "top_k": str(top_k),
+            "total": "2",
+            "deadline_s": str(deadline),
+        }
+        job_id = await self._enqueue(RETRIEVE_TASK, JobKind.ANSWER, tenant, fields)
+        return JobAccepted(job_id=job_id, status=JobStatus.QUEUED)
+
+    async def get(self, tenant: str, job_id: str) -> JobRecord:
+        """The tenant's job, or 404."""
+        record = await self.store.get(job_id, tenant)
+        if record is None:
+            raise ApiError(404, "job_not_found", f"no job {job_id}")
+        return record
+
+    async def cancel(self, tenant: str, job_id: str) -> JobRecord:
+        """Cancel a queued or running job; 409 if it already finished."""
+        await self.get(tenant, job_id)
+        cancelled = await self.store.cancel(job_id)
+        record = await self.get(tenant, job_id)
+        if not cancelled:
+            raise ApiError(409, "job_finished", f"job {job_id} already {record.status.value}")
+        return record

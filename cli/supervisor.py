@@ -1,0 +1,151 @@
+"""`ragq up`: Redis (if none answers), the workers and the API as child processes of one command.
+
+Written here rather than with a Procfile runner because the set of children depends on the
+environment (a Redis child only when none answers, its port chosen at start) and readiness is
+judged through our own /readyz.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+from common.settings import Settings
+
+GRACE_S = 30.0
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_answers(url: str) -> bool:
+    """Whether a Redis server answers at the URL."""
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def redis_command(port: int, folder: Path) -> list[str]:
+    """A redis-server that keeps its data (AOF, fsync every second) in the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        "redis-server",
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(folder.resolve()),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+    ]  # fmt: skip
+
+
+def worker_command(name: str, queues: list[str], concurrency: int) -> list[str]:
+    """A Celery worker on a thread pool (vLLM cannot start its engine under prefork children)."""
+    return [
+        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+        "--pool", "threads",
+        "--concurrency", str(concurrency),
+        "--queues", ",".join(queues),
+        "--hostname", f"{name}@%h",
+        "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
+def api_command(settings: Settings) -> list[str]:
+    """The API under uvicorn."""
+    return [
+        sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
+        "--host", settings.api_host,
+        "--port", str(settings.api_port),
+    ]  # fmt: skip
+
+
+@dataclass
+class Supervisor:
+    """Starts the children, waits until the API is ready, and stops them all together."""
+
+    settings: Settings
+    logs: Path
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, command: list[str]) -> None:
+        """Start one child with its output in logs/NAME.log."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / f"{name}.log").open("ab")
+        self.children[name] = subprocess.Popen(
+            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def start_all(self) -> str:
+        """Start Redis if needed, the CPU worker, the llm worker and the API; the Redis URL."""
+        s = self.settings
+        url = s.redis_url
+        if not redis_answers(url):
+            port = free_port()
+            self.start("redis", redis_command(port, s.data_dir / "redis"))
+            url = f"redis://127.0.0.1:{port}/0"
+            self.env["RAGQ_REDIS_URL"] = url
+            self._wait(lambda: redis_answers(url), 30, "redis")
+        # The embedded vector store belongs to one process: one CPU worker serves both queues.
+        self.start(
+            "cpu-worker", worker_command("cpu", ["ingest", "query"], s.cpu_worker_concurrency)
+        )
+        self.start("llm-worker", worker_command("llm", ["llm"], s.llm_worker_concurrency))
+        self.start("api", api_command(s))
+        return url
+
+    def _wait(self, ready: object, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            if callable(ready) and ready():
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"{what} was not ready within {timeout:.0f} s; see {self.logs}")
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until /readyz says every queue has a worker."""
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{self.settings.base_url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        self._wait(ready, timeout, "the service")
+
+    def check(self) -> None:
+        """Raise if a child has exited."""
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with code {child.returncode}; see {self.logs / name}.log"
+                )
+
+    def stop(self) -> None:
+        """Stop the API first, then the workers (they finish their tasks), then Redis."""
+        order = ["api", "cpu-worker", "llm-worker", "redis"]
+        for name in order:
+            child = self.children.get(name)
+            if child and child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(GRACE_S)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()

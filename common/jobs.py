@@ -1,0 +1,240 @@
+"""Job records (a Redis hash per job) and their event streams (a Redis Stream per job).
+
+Every change goes through one Lua script that checks the job's current status first, so a
+late or duplicated task can never reopen a finished job, and the record and its events are
+written together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from common.schemas import (
+    ACTIVE,
+    FINISHED,
+    ErrorInfo,
+    EventName,
+    JobKind,
+    JobRecord,
+    JobStatus,
+    Progress,
+)
+
+PREFIX = "ragq"
+
+# KEYS: job hash, event stream.
+# ARGV: allowed statuses (comma separated, empty = any), ttl seconds, number of fields n,
+#       n field/value pairs, then event name/data pairs.
+UPDATE_SCRIPT = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return -1 end
+if ARGV[1] ~= '' and not string.find(',' .. ARGV[1] .. ',', ',' .. cur .. ',', 1, true) then
+  return 0
+end
+local n = tonumber(ARGV[3])
+local i = 4
+if n > 0 then
+  local fields = {}
+  for j = 1, 2 * n do fields[j] = ARGV[i + j - 1] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  i = i + 2 * n
+end
+while i < #ARGV do
+  redis.call('XADD', KEYS[2], '*', 'event', ARGV[i], 'data', ARGV[i + 1])
+  i = i + 2
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601."""
+    return datetime.now(UTC).isoformat()
+
+
+def job_key(job_id: str) -> str:
+    """Redis key of a job's record."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def events_key(job_id: str) -> str:
+    """Redis key of a job's event stream."""
+    return f"{PREFIX}:job:{job_id}:events"
+
+
+def blob_key(job_id: str) -> str:
+    """Redis key of the uploaded bytes an ingest job reads."""
+    return f"{PREFIX}:job:{job_id}:blob"
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Update:
+    """One conditional change: fields to set and events to append if the status allows it."""
+
+    allowed: frozenset[JobStatus]
+    fields: Mapping[str, str] = field(default_factory=dict)
+    events: tuple[tuple[EventName, Any], ...] = ()
+
+    def script_args(self, ttl_s: int) -> list[str]:
+        """The UPDATE_SCRIPT arguments for this change."""
+        args = [",".join(sorted(self.allowed)), str(ttl_s), str(len(self.fields))]
+        for name, value in self.fields.items():
+            args += [name, value]
+        for event, data in self.events:
+            args += [event.value, dumps(data)]
+        return args
+
+
+def new_record_fields(
+    job_id: str, kind: JobKind, tenant: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Hash fields of a freshly queued job."""
+    fields = {
+        "job_id": job_id,
+        "kind": kind.value,
+        "tenant": tenant,
+        "status": JobStatus.QUEUED.value,
+        "done": "0",
+        "total": "0",
+        "created_at": now_iso(),
+        "attempts": "0",
+    }
+    fields.update(extra or {})
+    return fields
+
+
+def record_from_hash(raw: Mapping[str, str]) -> JobRecord:
+    """The public record from a job hash."""
+    return JobRecord(
+        job_id=raw["job_id"],
+        kind=JobKind(raw["kind"]),
+        status=JobStatus(raw["status"]),
+        progress=Progress(done=int(raw.get("done", 0)), total=int(raw.get("total", 0))),
+        result=json.loads(raw["result"]) if raw.get("result") else None,
+        error=ErrorInfo.model_validate_json(raw["error"]) if raw.get("error") else None,
+        created_at=raw["created_at"],
+        started_at=raw.get("started_at") or None,
+        finished_at=raw.get("finished_at") or None,
+        document_id=raw.get("document_id") or None,
+        attempts=int(raw.get("attempts", 0)),
+    )
+
+
+def status_update(
+    current: Mapping[str, str],
+    to: JobStatus,
+    allowed: Iterable[JobStatus],
+    *,
+    result: Any = None,
+    error: ErrorInfo | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> Update:
+    """The change that moves a job to `to`; a finished job also gets its `done` event."""
+    fields: dict[str, str] = {"status": to.value, **(extra or {})}
+    if to is JobStatus.RUNNING:
+        fields["started_at"] = now_iso()
+    if to in FINISHED:
+        fields["finished_at"] = now_iso()
+    if result is not None:
+        fields["result"] = dumps(result)
+    if error is not None:
+        fields["error"] = error.model_dump_json()
+    events: list[tuple[EventName, Any]] = [(EventName.STATUS, {"status": to.value})]
+    if error is not None:
+        events.append((EventName.ERROR, error.model_dump()))
+    if to in FINISHED:
+        final = record_from_hash({**current, **fields})
+        events.append((EventName.DONE, final.model_dump(mode="json")))
+    return Update(frozenset(allowed), fields, tuple(events))
+
+
+class JobStore:
+    """Synchronous access to job records and events, as the workers use it."""
+
+    def __init__(self, url: str, ttl_s: int) -> None:
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self._binary = redis.Redis.from_url(url)
+        self.ttl_s = ttl_s
+        self._update = self.redis.register_script(UPDATE_SCRIPT)
+
+    def raw(self, job_id: str) -> dict[str, str]:
+        """The job's hash (empty if the job does not exist)."""
+        return self.redis.hgetall(job_key(job_id))  # type: ignore[return-value]
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job's public record, or None."""
+        raw = self.raw(job_id)
+        return record_from_hash(raw) if raw else None
+
+    def status(self, job_id: str) -> JobStatus | None:
+        """The job's current status, or None."""
+        value = self.redis.hget(job_key(job_id), "status")
+        return JobStatus(value) if value else None  # type: ignore[arg-type]
+
+    def apply(self, job_id: str, update: Update) -> bool:
+        """Apply a conditional change; False when the job's status did not allow it."""
+        keys = [job_key(job_id), events_key(job_id)]
+        return int(self._update(keys=keys, args=update.script_args(self.ttl_s))) == 1
+
+    def start(self, job_id: str, worker: str) -> bool:
+        """Move a queued (or re-delivered running) job to running; False if it is finished."""
+        raw = self.raw(job_id)
+        if not raw:
+            return False
+        attempts = str(int(raw.get("attempts", 0)) + 1)
+        update = status_update(
+            raw, JobStatus.RUNNING, ACTIVE, extra={"attempts": attempts, "worker": worker}
+        )
+        return self.apply(job_id, update)
+
+    def finish(
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+    ) -> bool:
+        """Finish an active job as succeeded, failed or cancelled."""
+        raw = self.raw(job_id)
+        if not raw:
+            return False
+        return self.apply(job_id, status_update(raw, to, ACTIVE, result=result, error=error))
+
+    def fail(self, job_id: str, code: str, message: str) -> bool:
+        """Finish an active job as failed with an error code."""
+        return self.finish(job_id, JobStatus.FAILED, error=ErrorInfo(code=code, message=message))
+
+    def progress(self, job_id: str, done: int, total: int) -> bool:
+        """Record progress of a running job and stream it."""
+        update = Update(
+            frozenset({JobStatus.RUNNING}),
+            {"done": str(done), "total": str(total)},
+            ((EventName.PROGRESS, {"done": done, "total": total}),),
+        )
+        return self.apply(job_id, update)
+
+    def emit(self, job_id: str, event: EventName, data: Any) -> bool:
+        """Append an event to a running job's stream."""
+        return self.apply(job_id, Update(frozenset({JobStatus.RUNNING}), {}, ((event, data),)))
+
+    def blob(self, job_id: str) -> bytes | None:
+        """The uploaded bytes of an ingest job (kept until the job finishes)."""
+        return self._binary.get(blob_key(job_id))  # type: ignore[return-value]
+
+    def drop_blob(self, job_id: str) -> None:
+        """Delete an ingest job's uploaded bytes."""
+        self.redis.delete(blob_key(job_id))

@@ -1,0 +1,112 @@
+"""Asynchronous access to job records and event streams, as the API uses it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from common.jobs import (
+    UPDATE_SCRIPT,
+    Update,
+    blob_key,
+    dumps,
+    events_key,
+    job_key,
+    new_record_fields,
+    record_from_hash,
+    status_update,
+)
+from common.schemas import ACTIVE, EventName, JobKind, JobRecord, JobStatus
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One entry of a job's event stream."""
+
+    id: str
+    event: str
+    data: str
+
+
+class AsyncJobStore:
+    """Creates, reads and cancels jobs and follows their event streams."""
+
+    def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
+        self.redis = client
+        self.ttl_s = ttl_s
+        self._update = client.register_script(UPDATE_SCRIPT)
+
+    async def create(
+        self,
+        job_id: str,
+        kind: JobKind,
+        tenant: str,
+        *,
+        extra: Mapping[str, str] | None = None,
+        blob: bytes | None = None,
+    ) -> JobRecord:
+        """Write a queued job (and its upload) in one transaction."""
+        fields = new_record_fields(job_id, kind, tenant, extra)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(job_key(job_id), mapping=fields)
+            pipe.xadd(
+                events_key(job_id),
+                {"event": EventName.STATUS.value, "data": dumps({"status": "queued"})},
+            )
+            pipe.expire(job_key(job_id), self.ttl_s)
+            pipe.expire(events_key(job_id), self.ttl_s)
+            if blob is not None:
+                pipe.set(blob_key(job_id), blob, ex=self.ttl_s)
+            await pipe.execute()
+        return record_from_hash(fields)
+
+    async def discard(self, job_id: str) -> None:
+        """Remove a job that could not be enqueued, so nothing is left half-written."""
+        await self.redis.delete(job_key(job_id), events_key(job_id), blob_key(job_id))
+
+    async def raw(self, job_id: str) -> dict[str, str]:
+        """The job's hash (empty if it does not exist)."""
+        return await self.redis.hgetall(job_key(job_id))  # type: ignore[misc,no-any-return]
+
+    async def get(self, job_id: str, tenant: str) -> JobRecord | None:
+        """The job's record if it exists and belongs to the tenant."""
+        raw = await self.raw(job_id)
+        if not raw or raw.get("tenant") != tenant:
+            return None
+        return record_from_hash(raw)
+
+    async def apply(self, job_id: str, update: Update) -> bool:
+        """Apply a conditional change; False when the job's status did not allow it."""
+        keys = [job_key(job_id), events_key(job_id)]
+        return int(await self._update(keys=keys, args=update.script_args(self.ttl_s))) == 1
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job; False if it had already finished."""
+        raw = await self.raw(job_id)
+        if not raw:
+            return False
+        return await self.apply(job_id, status_update(raw, JobStatus.CANCELLED, ACTIVE))
+
+    async def events(
+        self, job_id: str, after: str = "0-0", block_ms: int = 15000
+    ) -> AsyncIterator[StreamEvent]:
+        """Events after the given stream id, waiting for new ones, until the `done` event."""
+        last = after
+        stream = events_key(job_id)
+        while True:
+            # The status is read before the stream: a finished job's `done` event is then
+            # certain to be in what the non-blocking read returns.
+            status = await self.redis.hget(job_key(job_id), "status")  # type: ignore[misc]
+            reply = await self.redis.xread({stream: last}, count=100)
+            if not reply:
+                if status is None or JobStatus(status).finished:
+                    return
+                reply = await self.redis.xread({stream: last}, count=100, block=block_ms)
+            for _stream, entries in reply or []:
+                for entry_id, values in entries:
+                    last = entry_id
+                    yield StreamEvent(entry_id, values["event"], values["data"])
+                    if values["event"] == EventName.DONE.value:
+                        return

@@ -1,0 +1,109 @@
+"""Data shapes shared by the API and the workers: job records, results and events."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobKind(StrEnum):
+    """What a job does."""
+
+    INGEST = "ingest"
+    ANSWER = "answer"
+
+
+class JobStatus(StrEnum):
+    """Lifecycle of a job: queued → running → succeeded | failed | cancelled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Whether no further transition is allowed."""
+        return self in FINISHED
+
+
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+
+
+class EventName(StrEnum):
+    """Names of the entries of a job's event stream (and of its SSE events)."""
+
+    STATUS = "status"
+    PROGRESS = "progress"
+    TOKEN = "token"
+    CITATIONS = "citations"
+    DONE = "done"
+    ERROR = "error"
+
+
+class ErrorInfo(BaseModel):
+    """A machine-readable error code and a human message."""
+
+    code: str
+    message: str
+
+
+class Progress(BaseModel):
+    """Units done of units total (chunks for ingestion, steps for answers)."""
+
+    done: int = 0
+    total: int = 0
+
+
+class Citation(BaseModel):
+    """A passage given to the model, numbered by its position in the list."""
+
+    document_id: str
+    title: str
+    text: str
+    score: float
+
+
+class Usage(BaseModel):
+    """Token counts and timings of one generation."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float | None
+    total_s: float
+
+
+class AnswerResult(BaseModel):
+    """What an answer job produces."""
+
+    answer: str
+    citations: list[Citation]
+    usage: Usage | None = None
+
+
+class IngestResult(BaseModel):
+    """What an ingest job produces."""
+
+    document_id: str
+    chunks: int
+    content_sha256: str
+
+
+class JobRecord(BaseModel):
+    """The public view of a job."""
+
+    job_id: str
+    kind: JobKind
+    status: JobStatus
+    progress: Progress = Field(default_factory=Progress)
+    result: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    document_id: str | None = None
+    attempts: int = 0

@@ -1,0 +1,61 @@
+"""The `ragq` command against the running service: ingest a folder, ask, read the sources."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+DOCS = {
+    "volcano.md": "# Mount Ekra\n\nMount Ekra is a shield volcano on Halvøy island. "
+    "Its last eruption was in 1911 and its summit is 2,310 metres high.\n",
+    "orchard.md": "# Orchard notes\n\nThe Bellwood orchard grows pears and plums. "
+    "Harvest starts in late August.\n",
+    "chess.md": "# Club rules\n\nThe chess club meets on Thursdays. Blitz uses three minutes.\n",
+}
+
+
+def ragq(service, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """Run the installed `ragq` command with the test service's settings."""
+    command = [str(Path(sys.executable).with_name("ragq")), *args]
+    return subprocess.run(
+        command, env=service.env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_ingest_folder_then_ask_prints_streamed_answer_and_sources(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for name, text in DOCS.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    (tmp_path / ".hidden.md").write_text("skip me", encoding="utf-8")
+
+    ingested = ragq(service, "ingest", str(tmp_path))
+    assert ingested.returncode == 0, ingested.stderr
+    assert "ingested 3 of 3 files" in ingested.stderr
+
+    asked = ragq(service, "ask", "When did Mount Ekra last erupt?", "--top-k", "2")
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.strip(), "no answer text was printed"
+    assert "Sources:" in asked.stderr
+    sources = asked.stderr.split("Sources:")[1]
+    assert "[1] volcano.md" in sources
+
+
+def test_ingest_reports_failed_files(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
+    result = ragq(service, "ingest", str(tmp_path / "broken.pdf"))
+    assert result.returncode == 1
+    assert "corrupt_file" in result.stderr
+
+
+def test_ask_with_no_service_is_a_clear_error(service) -> None:  # type: ignore[no-untyped-def]
+    env = {**service.env, "RAGQ_API_PORT": "9"}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ragq")), "ask", "anything"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,104 @@
+"""Job records and event streams on a real Redis: conditional transitions, atomic events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from common.jobs import JobStore, events_key
+from common.jobs_async import AsyncJobStore
+from common.schemas import EventName, JobKind, JobStatus
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[JobStore]:
+    yield JobStore(redis_url, ttl_s=600)
+
+
+def create(redis_url: str, kind: JobKind = JobKind.ANSWER, tenant: str = "t1") -> str:
+    """A queued job written by the API's store."""
+    job_id = str(uuid.uuid4())
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        await AsyncJobStore(client, 600).create(job_id, kind, tenant, blob=b"\x00raw")
+        await client.aclose()
+
+    asyncio.run(run())
+    return job_id
+
+
+def stream(store: JobStore, job_id: str) -> list[tuple[str, dict]]:
+    return [(v["event"], json.loads(v["data"])) for _, v in store.redis.xrange(events_key(job_id))]
+
+
+def test_lifecycle_writes_record_and_events(redis_url: str, store: JobStore) -> None:
+    job_id = create(redis_url)
+    assert store.blob(job_id) == b"\x00raw"
+    assert store.start(job_id, "w1")
+    assert store.progress(job_id, 1, 2)
+    assert store.emit(job_id, EventName.TOKEN, {"text": "hi"})
+    assert store.finish(job_id, JobStatus.SUCCEEDED, result={"answer": "hi"})
+
+    record = store.get(job_id)
+    assert record is not None
+    assert record.status is JobStatus.SUCCEEDED
+    assert record.attempts == 1
+    assert record.progress.done == 1 and record.progress.total == 2
+    assert record.result == {"answer": "hi"}
+    names = [e for e, _ in stream(store, job_id)]
+    assert names == ["status", "status", "progress", "token", "status", "done"]
+    done = stream(store, job_id)[-1][1]
+    assert done["status"] == "succeeded" and done["result"] == {"answer": "hi"}
+
+
+def test_a_finished_job_is_never_reopened(redis_url: str, store: JobStore) -> None:
+    job_id = create(redis_url)
+    assert store.start(job_id, "w1")
+    assert store.fail(job_id, "boom", "it broke")
+    before = stream(store, job_id)
+
+    assert not store.start(job_id, "w2")
+    assert not store.finish(job_id, JobStatus.SUCCEEDED, result={"late": True})
+    assert not store.progress(job_id, 5, 5)
+    assert not store.emit(job_id, EventName.TOKEN, {"text": "late"})
+
+    record = store.get(job_id)
+    assert record is not None and record.status is JobStatus.FAILED
+    assert record.error is not None and record.error.code == "boom"
+    assert stream(store, job_id) == before
+
+
+def test_redelivered_start_counts_attempts(redis_url: str, store: JobStore) -> None:
+    job_id = create(redis_url)
+    assert store.start(job_id, "w1")
+    assert store.start(job_id, "w2")
+    assert store.raw(job_id)["worker"] == "w2"
+    record = store.get(job_id)
+    assert record is not None and record.attempts == 2
+
+
+def test_unknown_job_changes_nothing(store: JobStore) -> None:
+    assert store.get("missing") is None
+    assert not store.start("missing", "w1")
+    assert not store.emit("missing", EventName.TOKEN, {"text": "x"})
+    assert store.redis.exists(events_key("missing")) == 0
+
+
+def test_async_store_scopes_reads_to_the_tenant(redis_url: str) -> None:
+    job_id = create(redis_url, tenant="alpha")
+
+    async def run() -> tuple[object, object]:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        store = AsyncJobStore(client, 600)
+        mine, theirs = await store.get(job_id, "alpha"), await store.get(job_id, "beta")
+        await client.aclose()
+        return mine, theirs
+
+    mine, theirs = asyncio.run(run())
+    assert mine is not None and theirs is None

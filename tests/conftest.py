@@ -1,0 +1,92 @@
+"""Session fixtures: a real Redis server, real Celery workers, the real API over HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.supervisor import Supervisor, free_port, redis_answers, redis_command
+from common.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Service:
+    """The running service the end-to-end tests talk to."""
+
+    base_url: str
+    redis_url: str
+    settings: Settings
+    env: dict[str, str]
+    logs: Path
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of the tests' own, on a free port, with AOF on."""
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(redis_command(port, folder), stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 20
+    while not redis_answers(url):
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    text = path.read_text(errors="replace").splitlines() if path.exists() else []
+    return "\n".join(text[-lines:])
+
+
+@pytest.fixture(scope="session")
+def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """API, CPU worker and llm worker (vLLM on CPU) as real processes, shared by all tests."""
+    data = tmp_path_factory.mktemp("data")
+    port = free_port()
+    overrides = {
+        "RAGQ_REDIS_URL": redis_url,
+        "RAGQ_DATA_DIR": str(data),
+        "RAGQ_CACHE_DIR": str(REPO / ".cache"),
+        "RAGQ_API_PORT": str(port),
+        "RAGQ_LLM_ENFORCE_EAGER": "true",
+        "RAGQ_LLM_MAX_TOKENS": "64",
+        "RAGQ_LLM_MAX_NUM_SEQS": "8",
+        "RAGQ_LLM_MAX_MODEL_LEN": "2048",
+        "RAGQ_WORKER_HEARTBEAT_S": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env = {**os.environ, **overrides}
+    settings = Settings(
+        redis_url=redis_url, data_dir=data, cache_dir=REPO / ".cache", api_port=port
+    )
+    logs = data / "logs"
+    supervisor = Supervisor(settings, logs, env)
+    try:
+        supervisor.start_all()
+        supervisor.wait_ready(600)
+    except RuntimeError:
+        supervisor.stop()
+        for log in sorted(logs.glob("*.log")):
+            print(f"----- {log.name}\n{_tail(log)}")
+        raise
+    yield Service(settings.base_url, redis_url, settings, env, logs)
+    supervisor.stop()
+
+
+@pytest.fixture
+def http(service: Service) -> Iterator[httpx.Client]:
+    """An HTTP client on the running API."""
+    with httpx.Client(base_url=service.base_url, timeout=30) as client:
+        yield client

@@ -1,0 +1,67 @@
+"""Worker process hooks: load engines before consuming, and announce liveness in Redis."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import redis
+from celery import signals
+
+from common.liveness import worker_key, worker_value
+from common.settings import get_settings
+from workers import engines
+from workers.celery_app import INGEST_QUEUE, LLM_QUEUE, QUERY_QUEUE
+
+log = logging.getLogger(__name__)
+
+_stop = threading.Event()
+
+
+def consumed_queues(worker: Any) -> list[str]:
+    """Names of the queues a Celery worker consumes."""
+    return sorted(worker.app.amqp.queues.consume_from or worker.app.amqp.queues)
+
+
+@signals.worker_init.connect
+def load_engines(sender: Any, **_: Any) -> None:
+    """Load the models this worker's queues need before it takes its first task."""
+    queues = set(consumed_queues(sender))
+    if queues & {INGEST_QUEUE, QUERY_QUEUE}:
+        engines.vector_store()
+    if LLM_QUEUE in queues:
+        engines.llm()
+    log.info("engines ready for queues %s", sorted(queues))
+
+
+def _heartbeat(client: redis.Redis, key: str, value: str, every: float) -> None:
+    while not _stop.is_set():
+        try:
+            client.set(key, value, ex=max(int(every * 3), 2))
+        except redis.RedisError as exc:
+            log.warning("heartbeat failed: %s", exc)
+        _stop.wait(every)
+    client.delete(key)
+
+
+@signals.worker_ready.connect
+def announce(sender: Any, **_: Any) -> None:
+    """Start writing this worker's heartbeat key (its queues, pid) every few seconds."""
+    settings = get_settings()
+    hostname = sender.hostname
+    value = worker_value(consumed_queues(sender.controller), os.getpid())
+    client = redis.Redis.from_url(settings.redis_url)
+    threading.Thread(
+        target=_heartbeat,
+        args=(client, worker_key(hostname), value, settings.worker_heartbeat_s),
+        name="ragq-heartbeat",
+        daemon=True,
+    ).start()
+
+
+@signals.worker_shutdown.connect
+def retire(**_: Any) -> None:
+    """Stop the heartbeat so readiness drops as soon as the worker leaves."""
+    _stop.set()

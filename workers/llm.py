@@ -1,0 +1,113 @@
+"""The `llm` queue: write the answer with the process's shared vLLM engine, streaming tokens."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from common import prompt
+from common.schemas import AnswerResult, Citation, EventName, JobStatus, Usage
+from common.settings import get_settings
+from workers import engines
+from workers.base import JobTask
+from workers.celery_app import GENERATE_TASK, app
+from workers.llm_engine import Generation
+
+FLUSH_S = 0.05
+STATUS_CHECK_S = 0.25
+
+
+@dataclass
+class Streamer:
+    """Moves one generation's deltas to the job's event stream, a few tokens at a time."""
+
+    job_id: str
+    generation: Generation
+    deadline: float
+    started: float = field(default_factory=time.monotonic)
+    parts: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    ttft_s: float | None = None
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+
+    def run(self) -> str:
+        """Stream until the answer is complete; the job's final status if it ended otherwise."""
+        store = engines.job_store()
+        last_flush = last_check = self.started
+        while True:
+            remaining = self.deadline - time.time()
+            if remaining <= 0:
+                self.generation.abort()
+                return "deadline_exceeded"
+            delta = self.generation.next(timeout=min(FLUSH_S, remaining))
+            if delta is not None:
+                if delta.text and self.ttft_s is None:
+                    self.ttft_s = time.monotonic() - self.started
+                self.pending.append(delta.text)
+                self.completion_tokens += delta.tokens
+                self.prompt_tokens = delta.prompt_tokens
+            now = time.monotonic()
+            finished = delta is not None and delta.finished
+            if self.pending and (finished or now - last_flush >= FLUSH_S):
+                text = "".join(self.pending)
+                self.pending.clear()
+                last_flush = last_check = now
+                if text and not store.emit(self.job_id, EventName.TOKEN, {"text": text}):
+                    self.generation.abort()
+                    return "cancelled"
+                self.parts.append(text)
+            elif now - last_check >= STATUS_CHECK_S:
+                last_check = now
+                if store.status(self.job_id) is not JobStatus.RUNNING:
+                    self.generation.abort()
+                    return "cancelled"
+            if finished:
+                return "succeeded"
+
+    def usage(self) -> Usage:
+        """Token counts and timings of the generation."""
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            ttft_s=self.ttft_s,
+            total_s=time.monotonic() - self.started,
+        )
+
+
+@app.task(name=GENERATE_TASK, bind=True, base=JobTask)
+def generate(self: JobTask, job_id: str, passages: list[dict[str, Any]]) -> None:
+    """Generate the answer of a running answer job from its retrieved passages."""
+    store = engines.job_store()
+    raw = store.raw(job_id)
+    if raw.get("status") != JobStatus.RUNNING:
+        return
+    settings = get_settings()
+    deadline_s = float(raw.get("deadline_s") or settings.answer_deadline_s)
+    deadline = datetime.fromisoformat(raw["created_at"]).timestamp() + deadline_s
+    if time.time() >= deadline:
+        store.fail(job_id, "deadline_exceeded", "the answer was not ready before its deadline")
+        return
+    engine = engines.llm()
+    ids, used = prompt.render(
+        engine.tokenizer,
+        raw["question"],
+        [Citation.model_validate(p) for p in passages],
+        settings.llm_max_model_len,
+        settings.llm_max_tokens,
+    )
+    store.emit(job_id, EventName.CITATIONS, [c.model_dump() for c in used])
+    request_id = f"{job_id}-{raw.get('attempts', '0')}"
+    generation = engine.submit(request_id, ids, settings.llm_max_tokens, settings.llm_temperature)
+    streamer = Streamer(job_id, generation, deadline)
+    outcome = streamer.run()
+    if outcome == "deadline_exceeded":
+        store.fail(job_id, outcome, f"the answer took longer than {deadline_s:g} s")
+    elif outcome == "succeeded":
+        result = AnswerResult(
+            answer="".join(streamer.parts), citations=used, usage=streamer.usage()
+        )
+        store.progress(job_id, 2, 2)
+        store.finish(job_id, JobStatus.SUCCEEDED, result=result.model_dump())

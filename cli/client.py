@@ -139,5 +139,6 @@ def _print_final(record: dict[str, Any]) -> int:
     if citations:
         console.print("\nSources:")
     for n, citation in enumerate(citations, start=1):
-        console.print(f"  [{n}] {citation['title']}  ({citation['document_id']})", markup=False)
+        origin = citation.get("source") or citation["document_id"]
+        console.print(f"  [{n}] {citation['title']}  ({origin})", markup=False)
     return 0

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,3 +151,30 @@ class Supervisor:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    text = path.read_text(errors="replace").splitlines() if path.exists() else []
+    return "\n".join(text[-lines:])
+
+
+@contextmanager
+def running(settings: Settings, env: dict[str, str], timeout: float = 600) -> Iterator[str]:
+    """The whole service, started with these settings and environment, until the block ends.
+
+    Yields the Redis URL. If it does not come up, the tail of every child's log is printed.
+    """
+    logs = settings.data_dir / "logs"
+    supervisor = Supervisor(settings, logs, env)
+    try:
+        redis_url = supervisor.start_all()
+        supervisor.wait_ready(timeout)
+    except RuntimeError:
+        supervisor.stop()
+        for log in sorted(logs.glob("*.log")):
+            print(f"----- {log.name}\n{_tail(log)}", file=sys.stderr)
+        raise
+    try:
+        yield redis_url
+    finally:
+        supervisor.stop()

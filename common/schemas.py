@@ -66,6 +66,7 @@ class Citation(BaseModel):
     title: str
     text: str
     score: float
+    source: str | None = None
 
 
 class Usage(BaseModel):

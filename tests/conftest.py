@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.supervisor import Supervisor, free_port, redis_answers, redis_command
+from cli.supervisor import free_port, redis_answers, redis_command, running
 from common.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,11 +45,6 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.wait(10)
 
 
-def _tail(path: Path, lines: int = 60) -> str:
-    text = path.read_text(errors="replace").splitlines() if path.exists() else []
-    return "\n".join(text[-lines:])
-
-
 @pytest.fixture(scope="session")
 def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """API, CPU worker and llm worker (vLLM on CPU) as real processes, shared by all tests."""
@@ -63,26 +58,16 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "RAGQ_LLM_ENFORCE_EAGER": "true",
         "RAGQ_LLM_MAX_TOKENS": "64",
         "RAGQ_LLM_MAX_NUM_SEQS": "8",
-        "RAGQ_LLM_MAX_MODEL_LEN": "2048",
         "RAGQ_WORKER_HEARTBEAT_S": "1",
         "HF_HUB_OFFLINE": "1",
     }
-    env = {**os.environ, **overrides}
-    settings = Settings(
-        redis_url=redis_url, data_dir=data, cache_dir=REPO / ".cache", api_port=port
-    )
-    logs = data / "logs"
-    supervisor = Supervisor(settings, logs, env)
-    try:
-        supervisor.start_all()
-        supervisor.wait_ready(600)
-    except RuntimeError:
-        supervisor.stop()
-        for log in sorted(logs.glob("*.log")):
-            print(f"----- {log.name}\n{_tail(log)}")
-        raise
-    yield Service(settings.base_url, redis_url, settings, env, logs)
-    supervisor.stop()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in overrides.items():
+            patch.setenv(name, value)
+        settings = Settings()
+        env = dict(os.environ)
+        with running(settings, env):
+            yield Service(settings.base_url, redis_url, settings, env, data / "logs")
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ def _points(raw: dict[str, str], title: str, chunks: list[Chunk], vectors: Any) 
             "tenant": raw["tenant"],
             "document_id": raw["document_id"],
             "title": title,
+            "source": raw.get("filename") or None,
             "text": chunk.text,
             "chunk_index": chunk.index,
             "metadata": metadata,

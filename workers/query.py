@@ -18,6 +18,7 @@ def search(tenant: str, question: str, top_k: int) -> list[Citation]:
             title=hit.payload.get("title", ""),
             text=hit.payload["text"],
             score=hit.score,
+            source=hit.payload.get("source"),
         )
         for hit in hits
     ]

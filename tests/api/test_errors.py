@@ -43,7 +43,7 @@ def job_count(redis_url: str) -> int:
             422,
             "invalid_metadata",
         ),
-        ("/v1/documents", {"data": {"title": "no file"}}, 422, "missing_file"),
+        ("/v1/documents", {"files": {"title": (None, "no file")}}, 422, "missing_file"),
     ],
 )
 def test_bad_input_is_refused_with_a_code_and_nothing_written(

@@ -1,0 +1,259 @@
+"""Answer generation through the whole system versus a bare vLLM AsyncLLM, in the same run.
+
+System: HTTP submit → Redis → query worker (embed, search) → llm worker (shared engine) → SSE.
+Bare: the very same prompt token ids straight into an AsyncLLM with the same engine settings.
+Prints tokens/s for both, their ratio, and time to first token (p50/p95) per concurrency; the
+last line is one JSON object.
+
+    .venv/bin/python bench/generation.py            # N=64 jobs at concurrency 1, 8 and 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from cli.supervisor import free_port, running
+from common import prompt
+from common.schemas import Citation
+from common.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "scifact"
+
+
+@dataclass
+class Run:
+    """One measured request: time to first token, completion tokens."""
+
+    ttft_s: float
+    tokens: int
+
+
+@dataclass
+class Result:
+    """All requests at one concurrency."""
+
+    runs: list[Run]
+    wall_s: float
+
+    @property
+    def tok_s(self) -> float:
+        """Completion tokens per second of wall time."""
+        return sum(r.tokens for r in self.runs) / self.wall_s
+
+    def ttft_ms(self, q: float) -> float:
+        """A quantile of time to first token, in milliseconds."""
+        values = sorted(r.ttft_s for r in self.runs)
+        return 1000 * statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+
+
+async def bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[Run]]) -> Result:
+    """Run `one(i)` for i < n with at most `concurrency` in flight."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def guarded(i: int) -> Run:
+        async with gate:
+            return await one(i)
+
+    start = time.perf_counter()
+    runs = await asyncio.gather(*(guarded(i) for i in range(n)))
+    return Result(list(runs), time.perf_counter() - start)
+
+
+def load_corpus(docs: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """The first `docs` SciFact abstracts and the claims used as questions."""
+    with (DATA / "corpus.jsonl").open() as fh:
+        corpus = [json.loads(line) for _, line in zip(range(docs), fh, strict=False)]
+    with (DATA / "queries.jsonl").open() as fh:
+        questions = [json.loads(line)["text"] for line in fh]
+    return corpus, questions
+
+
+async def ingest(http: httpx.AsyncClient, corpus: list[dict[str, Any]]) -> None:
+    """Ingest the abstracts through the API and wait for every job."""
+    ids = []
+    for doc in corpus:
+        body = {"text": doc["text"], "title": doc["title"], "document_id": doc["_id"]}
+        ids.append((await http.post("/v1/documents", json=body)).json()["job_id"])
+    for job_id in ids:
+        while (await http.get(f"/v1/jobs/{job_id}")).json()["status"] in ("queued", "running"):
+            await asyncio.sleep(0.2)
+
+
+async def system_answer(
+    http: httpx.AsyncClient, question: str, finals: dict[str, dict[str, Any]]
+) -> Run:
+    """Submit one question, follow its SSE stream; TTFT as the client sees it."""
+    start = time.perf_counter()
+    job_id = (await http.post("/v1/answers", json={"question": question})).json()["job_id"]
+    ttft: float | None = None
+    async with aconnect_sse(http, "GET", f"/v1/jobs/{job_id}/events") as source:
+        async for sse in source.aiter_sse():
+            if sse.event == "token" and ttft is None:
+                ttft = time.perf_counter() - start
+            if sse.event == "done":
+                final = json.loads(sse.data)
+                break
+    assert final["status"] == "succeeded", final
+    finals[question] = final["result"]
+    return Run(ttft or 0.0, final["result"]["usage"]["completion_tokens"])
+
+
+async def run_system(
+    settings: Settings, env: dict[str, str], corpus: list[dict[str, Any]], questions: list[str],
+    n: int, levels: list[int],
+) -> tuple[dict[int, Result], dict[str, dict[str, Any]]]:  # fmt: skip
+    """Measure the whole system at each concurrency; also the passages each question got."""
+    finals: dict[str, dict[str, Any]] = {}
+    results = {}
+    with running(settings, env):
+        timeout = httpx.Timeout(600)
+        limits = httpx.Limits(max_connections=2 * max(levels) + 8)
+        async with httpx.AsyncClient(
+            base_url=settings.base_url, timeout=timeout, limits=limits
+        ) as http:
+            await ingest(http, corpus)
+            await bounded(4, 4, lambda i: system_answer(http, questions[i], finals))
+            for c in levels:
+                results[c] = await bounded(
+                    n, c, lambda i: system_answer(http, questions[i], finals)
+                )
+                print(f"system c={c}: {results[c].tok_s:.1f} tok/s", flush=True)
+    return results, finals
+
+
+async def run_bare(
+    settings: Settings, prompts: list[list[int]], n: int, levels: list[int]
+) -> dict[int, Result]:
+    """Measure a bare AsyncLLM on the same prompt ids with the same engine settings."""
+    from vllm import SamplingParams
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.inputs import TokensPrompt
+    from vllm.sampling_params import RequestOutputKind
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    from common.models import llm_model_path
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.llm_cpu_kvcache_gib))
+    engine = AsyncLLM.from_engine_args(
+        AsyncEngineArgs(
+            model=llm_model_path(settings),
+            dtype=settings.llm_dtype,  # type: ignore[arg-type]
+            max_model_len=settings.llm_max_model_len,
+            max_num_seqs=settings.llm_max_num_seqs,
+            enforce_eager=settings.llm_enforce_eager,
+        )
+    )
+    params = SamplingParams(
+        max_tokens=settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+        output_kind=RequestOutputKind.DELTA,
+    )
+    counter = iter(range(1 << 30))
+
+    async def one(i: int) -> Run:
+        start = time.perf_counter()
+        ttft: float | None = None
+        tokens = 0
+        stream = engine.generate(
+            TokensPrompt(prompt_token_ids=prompts[i]), params, f"bare-{next(counter)}"
+        )
+        async for out in stream:
+            if out.outputs[0].text and ttft is None:
+                ttft = time.perf_counter() - start
+            tokens += len(out.outputs[0].token_ids)
+        return Run(ttft or 0.0, tokens)
+
+    results = {}
+    try:
+        await bounded(4, 4, one)
+        for c in levels:
+            results[c] = await bounded(n, c, one)
+            print(f"bare   c={c}: {results[c].tok_s:.1f} tok/s", flush=True)
+    finally:
+        engine.shutdown()
+    return results
+
+
+def main() -> None:
+    """Run both sides and print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=64, help="answer jobs per concurrency level")
+    parser.add_argument("--concurrency", default="1,8,32", help="comma-separated levels")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--docs", type=int, default=300, help="SciFact abstracts to ingest")
+    parser.add_argument("--eager", action="store_true", help="vLLM enforce_eager on both sides")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+
+    corpus, questions = load_corpus(args.docs)
+    questions = [questions[i % len(questions)] for i in range(args.n)]
+    data = Path(tempfile.mkdtemp(prefix="ragq-bench-"))
+    overrides = {
+        "RAGQ_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "RAGQ_DATA_DIR": str(data),
+        "RAGQ_CACHE_DIR": str(REPO / ".cache"),
+        "RAGQ_API_PORT": str(free_port()),
+        "RAGQ_LLM_MAX_TOKENS": str(args.max_tokens),
+        "RAGQ_LLM_MAX_NUM_SEQS": str(max(levels)),
+        "RAGQ_LLM_ENFORCE_EAGER": str(args.eager).lower(),
+        "HF_HUB_OFFLINE": "1",
+    }
+    os.environ.update(overrides)
+    settings = Settings()
+    system, finals = asyncio.run(
+        run_system(settings, dict(os.environ), corpus, questions, args.n, levels)
+    )
+
+    from transformers import AutoTokenizer
+
+    from common.models import llm_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(llm_model_path(settings))
+    prompts = []
+    for q in questions:
+        cited = [Citation.model_validate(c) for c in finals[q]["citations"]]
+        ids, _ = prompt.render(
+            tokenizer, q, cited, settings.llm_max_model_len, settings.llm_max_tokens
+        )
+        prompts.append(ids)
+    bare = asyncio.run(run_bare(settings, prompts, args.n, levels))
+
+    print(f"\n{args.n} answer jobs per level, {args.max_tokens} max tokens, {args.docs} docs")
+    print("| concurrency | system tok/s | bare tok/s | ratio | TTFT p50 system / bare (ms) "
+          "| TTFT p95 system / bare (ms) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for c in levels:
+        s, b = system[c], bare[c]
+        print(
+            f"| {c} | {s.tok_s:.1f} | {b.tok_s:.1f} | {s.tok_s / b.tok_s:.2f} "
+            f"| {s.ttft_ms(0.5):.0f} / {b.ttft_ms(0.5):.0f} "
+            f"| {s.ttft_ms(0.95):.0f} / {b.ttft_ms(0.95):.0f} |"
+        )
+    summary: dict[str, float] = {
+        f"ratio_c{c}": round(system[c].tok_s / bare[c].tok_s, 3) for c in levels
+    }
+    for n, c in enumerate(levels):
+        key = "ttft_overhead_ms_p50" if n == 0 else f"ttft_overhead_ms_p50_c{c}"
+        summary[key] = round(system[c].ttft_ms(0.5) - bare[c].ttft_ms(0.5), 1)
+    top = max(levels)
+    summary[f"system_tok_s_c{top}"] = round(system[top].tok_s, 1)
+    summary[f"bare_tok_s_c{top}"] = round(bare[top].tok_s, 1)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Both vector store adapters behave the same: Qdrant Edge on disk and qdrant-client local mode."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient
+
+from common.settings import Settings
+from common.vectorstore import (
+    ChunkPoint,
+    EdgeStore,
+    ServerStore,
+    VectorStore,
+    open_store,
+)
+
+DIM = 8
+REPO = Path(__file__).resolve().parents[2]
+
+
+def vector(rng: random.Random) -> list[float]:
+    """A random vector of size DIM."""
+    return [rng.gauss(0.0, 1.0) for _ in range(DIM)]
+
+
+def chunks(
+    tenant: str, document_id: str, n: int, rng: random.Random, text: str = "text"
+) -> list[ChunkPoint]:
+    """Chunks of one document, with ids made the way callers make them."""
+    return [
+        ChunkPoint(
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{document_id}/{i}")),
+            vector=vector(rng),
+            payload={
+                "tenant": tenant,
+                "document_id": document_id,
+                "title": f"title {document_id}",
+                "text": f"{text} {i}",
+                "chunk_index": i,
+                "metadata": {"source": "test", "tags": ["a", "b"]},
+                "page": i + 1,
+            },
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(params=["edge", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    """An ensured, empty store of each adapter."""
+    opened: VectorStore
+    if request.param == "edge":
+        opened = EdgeStore(tmp_path / "vectors")
+    else:
+        opened = ServerStore(QdrantClient(location=":memory:"), "chunks")
+    opened.ensure(DIM)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    """A seeded random generator."""
+    return random.Random(1234)
+
+
+def test_search_finds_the_nearest_point_first(store: VectorStore, rng: random.Random) -> None:
+    """A stored vector used as the query comes back first, with its payload intact."""
+    points = chunks("acme", "doc-1", 30, rng)
+    store.upsert(points)
+    target = points[17]
+    hits = store.search("acme", target.vector, limit=5)
+    assert len(hits) == 5
+    assert hits[0].id == target.id
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert hits[0].payload == target.payload
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_search_never_returns_other_tenants(store: VectorStore, rng: random.Random) -> None:
+    """Even an exact match belonging to another tenant is filtered out."""
+    mine = chunks("acme", "doc-1", 5, rng)
+    theirs = chunks("globex", "doc-1", 5, rng)
+    store.upsert(mine + theirs)
+    hits = store.search("acme", theirs[0].vector, limit=50)
+    assert {h.id for h in hits} == {p.id for p in mine}
+    assert all(h.payload["tenant"] == "acme" for h in hits)
+    assert store.search("initech", theirs[0].vector, limit=5) == []
+
+
+def test_search_restricted_to_documents(store: VectorStore, rng: random.Random) -> None:
+    """document_ids limits hits to those documents; an empty list finds nothing."""
+    for doc in ("doc-1", "doc-2", "doc-3"):
+        store.upsert(chunks("acme", doc, 4, rng))
+    store.upsert(chunks("globex", "doc-2", 4, rng))
+    hits = store.search("acme", vector(rng), limit=50, document_ids=["doc-1", "doc-3"])
+    assert len(hits) == 8
+    assert {h.payload["document_id"] for h in hits} == {"doc-1", "doc-3"}
+    hits = store.search("acme", vector(rng), limit=50, document_ids=["doc-2"])
+    assert {(h.payload["tenant"], h.payload["document_id"]) for h in hits} == {("acme", "doc-2")}
+    assert store.search("acme", vector(rng), limit=50, document_ids=[]) == []
+
+
+def test_upserting_the_same_ids_replaces_points(store: VectorStore, rng: random.Random) -> None:
+    """Re-ingesting a document leaves one point per chunk, carrying the new payload."""
+    store.upsert(chunks("acme", "doc-1", 10, rng, text="old"))
+    store.upsert(chunks("acme", "doc-1", 10, rng, text="new"))
+    assert store.count("acme") == 10
+    hits = store.search("acme", vector(rng), limit=50)
+    assert len(hits) == 10
+    assert all(h.payload["text"].startswith("new") for h in hits)
+
+
+def test_delete_document_removes_only_that_document(store: VectorStore, rng: random.Random) -> None:
+    """Other documents, and the same document id of another tenant, are kept."""
+    store.upsert(chunks("acme", "doc-1", 6, rng))
+    store.upsert(chunks("acme", "doc-2", 4, rng))
+    store.upsert(chunks("globex", "doc-1", 3, rng))
+    store.delete_document("acme", "doc-1")
+    assert store.count("acme", "doc-1") == 0
+    assert store.count("acme", "doc-2") == 4
+    assert store.count("globex", "doc-1") == 3
+    hits = store.search("acme", vector(rng), limit=50)
+    assert {h.payload["document_id"] for h in hits} == {"doc-2"}
+    store.delete_document("acme", "missing")
+    assert store.count("acme") == 4
+
+
+def test_count_per_tenant_and_document(store: VectorStore, rng: random.Random) -> None:
+    """Counts are exact per tenant and per document of a tenant."""
+    assert store.count("acme") == 0
+    store.upsert(chunks("acme", "doc-1", 7, rng))
+    store.upsert(chunks("acme", "doc-2", 2, rng))
+    store.upsert(chunks("globex", "doc-1", 5, rng))
+    store.upsert([])
+    assert store.count("acme") == 9
+    assert store.count("acme", "doc-1") == 7
+    assert store.count("acme", "doc-2") == 2
+    assert store.count("globex") == 5
+    assert store.count("globex", "doc-2") == 0
+
+
+def test_ensure_is_idempotent_and_checks_the_size(store: VectorStore, rng: random.Random) -> None:
+    """A second ensure keeps the data; a different vector size is refused."""
+    store.upsert(chunks("acme", "doc-1", 3, rng))
+    store.ensure(DIM)
+    assert store.count("acme") == 3
+    with pytest.raises(ValueError, match="size"):
+        store.ensure(DIM * 2)
+
+
+def test_concurrent_upserts_and_searches(store: VectorStore) -> None:
+    """Four threads writing and searching at once all succeed and lose nothing."""
+
+    def work(worker: int) -> int:
+        rng = random.Random(worker)
+        found = 0
+        for batch in range(10):
+            store.upsert(chunks("acme", f"doc-{worker}-{batch}", 5, rng))
+            found += len(store.search("acme", vector(rng), limit=5))
+            store.count("acme", f"doc-{worker}-{batch}")
+        return found
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, range(4)))
+    assert all(found >= 10 * 5 - 4 for found in results)
+    assert store.count("acme") == 4 * 10 * 5
+
+
+def test_edge_store_reopens_its_folder(tmp_path: Path, rng: random.Random) -> None:
+    """Points survive closing the shard and opening the folder again."""
+    points = chunks("acme", "doc-1", 20, rng)
+    first = EdgeStore(tmp_path / "vectors")
+    first.ensure(DIM)
+    first.upsert(points)
+    first.close()
+    second = EdgeStore(tmp_path / "vectors")
+    second.ensure(DIM)
+    try:
+        assert second.count("acme") == 20
+        assert second.search("acme", points[3].vector, limit=1)[0].id == points[3].id
+    finally:
+        second.close()
+
+
+def test_edge_store_keeps_writes_of_a_killed_process(tmp_path: Path) -> None:
+    """A process that dies right after upsert, without close, loses nothing."""
+    folder = tmp_path / "vectors"
+    script = f"""
+import os, random
+from tests.common.test_vectorstore import DIM, chunks
+from common.vectorstore import EdgeStore
+store = EdgeStore({str(folder)!r})
+store.ensure(DIM)
+store.upsert(chunks("acme", "doc-1", 12, random.Random(7)))
+os._exit(0)
+"""
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=60)
+    store = EdgeStore(folder)
+    store.ensure(DIM)
+    try:
+        assert store.count("acme", "doc-1") == 12
+    finally:
+        store.close()
+
+
+def test_edge_store_must_be_ensured_first(tmp_path: Path) -> None:
+    """Using the store before ensure fails clearly."""
+    with pytest.raises(RuntimeError, match="ensure"):
+        EdgeStore(tmp_path / "vectors").count("acme")
+
+
+def test_open_store_without_url_is_embedded(tmp_path: Path) -> None:
+    """No Qdrant URL means the Edge shard under the data folder."""
+    store = open_store(Settings(data_dir=tmp_path, qdrant_url=""))
+    assert isinstance(store, EdgeStore)
+    store.ensure(DIM)
+    store.close()
+    assert (tmp_path / "vectors" / "edge_config.json").exists()

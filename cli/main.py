@@ -31,11 +31,11 @@ def _interrupt(*_: object) -> None:
 def up(timeout: float) -> None:
     """Start Redis (if none answers), the workers and the API; Ctrl-C stops them all."""
     from cli.supervisor import Supervisor
-    from common.models import convert_default_llm
+    from common.models import convert_default_llm, default_llm_dir
 
     settings = get_settings()
     code = 0
-    if not settings.llm_model:
+    if not settings.llm_model and not default_llm_dir(settings).exists():
         console.print("preparing the default language model (once)…")
         convert_default_llm(settings)
     # SIGTERM (a process manager, `kill`) stops the children like Ctrl-C does.

@@ -7,6 +7,7 @@ judged through our own /readyz.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -140,17 +141,23 @@ class Supervisor:
                 )
 
     def stop(self) -> None:
-        """Stop the API first, then the workers (they finish their tasks), then Redis."""
+        """Stop the API first, then the workers (they finish their tasks), then Redis.
+
+        Each child leads its own process group; the group is killed at the end so that
+        grandchildren (vLLM's engine process) never outlive their worker.
+        """
         order = ["api", "cpu-worker", "llm-worker", "redis"]
         for name in order:
             child = self.children.get(name)
-            if child and child.poll() is None:
+            if child is None:
+                continue
+            if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(GRACE_S)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
 
 
 def _tail(path: Path, lines: int = 60) -> str:

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     llm_max_model_len: int = Field(default=2048, ge=256)
     llm_max_tokens: int = Field(default=256, ge=1)
     llm_temperature: float = Field(default=0.0, ge=0.0)
+    llm_repetition_penalty: float = Field(default=1.1, gt=0.0)
     llm_max_num_seqs: int = Field(default=32, ge=1)
     llm_gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
     llm_tensor_parallel_size: int = Field(default=1, ge=1)

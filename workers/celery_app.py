@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from common.settings import Settings, get_settings
 
@@ -28,9 +28,12 @@ def create_app(settings: Settings) -> Celery:
     """A Celery app configured from the settings (the API uses it only to send tasks)."""
     app = Celery("ragq", broker=settings.redis_url, backend=settings.redis_url)
     app.conf.update(
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         task_default_queue=QUERY_QUEUE,
-        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        task_routes={
+            name: {"queue": queue, "exchange": queue, "routing_key": queue}
+            for name, queue in ROUTES.items()
+        },
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -5,36 +5,43 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from functools import wraps
-from typing import TYPE_CHECKING, TypeVar
+from functools import update_wrapper
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from common.jobs import JobStore
-from common.models import embedding_model_path
+from common.models import embedding_model_path, llm_model_path
 from common.settings import get_settings
 from common.vectorstore import VectorStore, open_store
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedTokenizerBase
 
     from workers.llm_engine import LLMEngine
 
 T = TypeVar("T")
 
 
-def process_singleton(factory: Callable[[], T]) -> Callable[[], T]:
+class process_singleton(Generic[T]):
     """Wrap a factory so the object is built once per process, even under a thread pool."""
-    lock = threading.Lock()
-    holder: list[T] = []
 
-    @wraps(factory)
-    def get() -> T:
-        if not holder:
-            with lock:
-                if not holder:
-                    holder.append(factory())
-        return holder[0]
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        update_wrapper(self, factory)
 
-    return get
+    def __call__(self) -> T:
+        """The object, built on first use."""
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._factory()
+        return self._value
+
+    def existing(self) -> T | None:
+        """The object if it was built, without building it."""
+        return self._value
 
 
 @process_singleton
@@ -64,8 +71,26 @@ def vector_store() -> VectorStore:
 
 
 @process_singleton
+def llm_tokenizer() -> PreTrainedTokenizerBase:
+    """The tokenizer (and chat template) of the language model the llm workers serve."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(llm_model_path(get_settings()))
+
+
+@process_singleton
 def llm() -> LLMEngine:
     """The vLLM engine shared by every answer task of this process."""
     from workers.llm_engine import LLMEngine
 
     return LLMEngine(get_settings())
+
+
+def close_all() -> None:
+    """Release what this process built: stop the vLLM engine, flush and close the store."""
+    engine = llm.existing()
+    if engine is not None:
+        engine.shutdown()
+    store = vector_store.existing()
+    if store is not None:
+        store.close()

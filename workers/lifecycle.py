@@ -63,5 +63,6 @@ def announce(sender: Any, **_: Any) -> None:
 
 @signals.worker_shutdown.connect
 def retire(**_: Any) -> None:
-    """Stop the heartbeat so readiness drops as soon as the worker leaves."""
+    """Stop the heartbeat, then the engines (vLLM's engine process must not outlive us)."""
     _stop.set()
+    engines.close_all()

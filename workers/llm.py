@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from common import prompt
 from common.schemas import AnswerResult, Citation, EventName, JobStatus, Usage
 from common.settings import get_settings
 from workers import engines
@@ -78,8 +77,10 @@ class Streamer:
 
 
 @app.task(name=GENERATE_TASK, bind=True, base=JobTask)
-def generate(self: JobTask, job_id: str, passages: list[dict[str, Any]]) -> None:
-    """Generate the answer of a running answer job from its retrieved passages."""
+def generate(
+    self: JobTask, job_id: str, prompt_ids: list[int], citations: list[dict[str, Any]]
+) -> None:
+    """Generate a running answer job's answer from its rendered prompt, streaming the tokens."""
     store = engines.job_store()
     raw = store.raw(job_id)
     if raw.get("status") != JobStatus.RUNNING:
@@ -90,24 +91,19 @@ def generate(self: JobTask, job_id: str, passages: list[dict[str, Any]]) -> None
     if time.time() >= deadline:
         store.fail(job_id, "deadline_exceeded", "the answer was not ready before its deadline")
         return
-    engine = engines.llm()
-    ids, used = prompt.render(
-        engine.tokenizer,
-        raw["question"],
-        [Citation.model_validate(p) for p in passages],
-        settings.llm_max_model_len,
-        settings.llm_max_tokens,
-    )
-    store.emit(job_id, EventName.CITATIONS, [c.model_dump() for c in used])
     request_id = f"{job_id}-{raw.get('attempts', '0')}"
-    generation = engine.submit(request_id, ids, settings.llm_max_tokens, settings.llm_temperature)
+    generation = engines.llm().submit(
+        request_id, prompt_ids, settings.llm_max_tokens, settings.llm_temperature
+    )
     streamer = Streamer(job_id, generation, deadline)
     outcome = streamer.run()
     if outcome == "deadline_exceeded":
         store.fail(job_id, outcome, f"the answer took longer than {deadline_s:g} s")
     elif outcome == "succeeded":
         result = AnswerResult(
-            answer="".join(streamer.parts), citations=used, usage=streamer.usage()
+            answer="".join(streamer.parts),
+            citations=[Citation.model_validate(c) for c in citations],
+            usage=streamer.usage(),
         )
         store.progress(job_id, 2, 2)
         store.finish(job_id, JobStatus.SUCCEEDED, result=result.model_dump())

@@ -57,15 +57,12 @@ class Generation:
 
 
 class LLMEngine:
-    """The process's vLLM engine and the tokenizer of its model."""
+    """The process's vLLM engine."""
 
     def __init__(self, settings: Settings) -> None:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.llm_cpu_kvcache_gib))
-        from transformers import AutoTokenizer
-
         self.settings = settings
         self.model = llm_model_path(settings)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="vllm-engine-loop", daemon=True
@@ -112,6 +109,7 @@ class LLMEngine:
         params = SamplingParams(
             max_tokens=max_tokens,
             temperature=temperature,
+            repetition_penalty=self.settings.llm_repetition_penalty,
             output_kind=RequestOutputKind.DELTA,
         )
         try:

@@ -1,8 +1,10 @@
-"""The `query` queue: embed the question, search the tenant's chunks, hand off to the llm queue."""
+"""The `query` queue: embed the question, search, build the prompt, hand it to the llm queue."""
 
 from __future__ import annotations
 
-from common.schemas import Citation
+from common import prompt
+from common.schemas import Citation, EventName
+from common.settings import get_settings
 from workers import engines
 from workers.base import JobTask
 from workers.celery_app import GENERATE_TASK, RETRIEVE_TASK, app
@@ -26,15 +28,22 @@ def search(tenant: str, question: str, top_k: int) -> list[Citation]:
 
 @app.task(name=RETRIEVE_TASK, bind=True, base=JobTask)
 def retrieve(self: JobTask, job_id: str) -> None:
-    """Retrieve the passages of an answer job and enqueue its generation."""
+    """Retrieve an answer job's passages, render its prompt and enqueue its generation."""
     store = engines.job_store()
     if not store.start(job_id, worker=self.request.hostname or "?"):
         return
+    settings = get_settings()
     raw = store.raw(job_id)
     passages = search(raw["tenant"], raw["question"], int(raw["top_k"]))
-    store.progress(job_id, 1, 2)
-    app.send_task(
-        GENERATE_TASK,
-        args=[job_id, [p.model_dump() for p in passages]],
-        task_id=f"{job_id}-generate",
+    # The prompt is rendered here, not in the llm worker, to keep that process's GIL for vLLM.
+    ids, used = prompt.render(
+        engines.llm_tokenizer(),
+        raw["question"],
+        passages,
+        settings.llm_max_model_len,
+        settings.llm_max_tokens,
     )
+    citations = [c.model_dump() for c in used]
+    store.emit(job_id, EventName.CITATIONS, citations)
+    store.progress(job_id, 1, 2)
+    app.send_task(GENERATE_TASK, args=[job_id, ids, citations], task_id=f"{job_id}-generate")

@@ -7,6 +7,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
+from api.services.documents import DocumentService
 from api.services.jobs import JobService
 from common.jobs_async import AsyncJobStore
 from common.settings import Settings
@@ -30,6 +31,10 @@ def _jobs(request: Request) -> JobService:
     return request.app.state.jobs  # type: ignore[no-any-return]
 
 
+def _documents(request: Request) -> DocumentService:
+    return request.app.state.documents  # type: ignore[no-any-return]
+
+
 def _tenant() -> str:
     return DEFAULT_TENANT
 
@@ -38,4 +43,5 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
 StoreDep = Annotated[AsyncJobStore, Depends(_store)]
 JobsDep = Annotated[JobService, Depends(_jobs)]
+DocumentsDep = Annotated[DocumentService, Depends(_documents)]
 TenantDep = Annotated[str, Depends(_tenant)]

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.routers import answers, documents, health, jobs
+from api.services.documents import DocumentService
 from api.services.jobs import JobService
 from common.jobs_async import AsyncJobStore
 from common.settings import Settings, get_settings
@@ -33,7 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = client
         app.state.store = store
-        app.state.jobs = JobService(store, celery, settings)
+        jobs = JobService(store, celery, settings)
+        app.state.jobs = jobs
+        app.state.documents = DocumentService(client, jobs)
         try:
             yield
         finally:

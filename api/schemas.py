@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from common.schemas import JobStatus
+from common.documents import DocumentInfo
+from common.schemas import JobRecord, JobStatus, Progress
 
 DocumentId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -43,6 +44,33 @@ class JobAccepted(BaseModel):
     job_id: str
     status: JobStatus
     document_id: str | None = None
+
+
+class BatchAccepted(BaseModel):
+    """The jobs of a batch upload, one per document, and the batch id that follows them all."""
+
+    batch_id: str
+    jobs: list[JobAccepted]
+
+
+class BatchStatus(BaseModel):
+    """Where the jobs of a batch stand."""
+
+    batch_id: str
+    total: int
+    counts: dict[str, int]
+    progress: Progress
+    finished: bool
+    jobs: list[JobRecord]
+
+
+class DocumentList(BaseModel):
+    """A page of documents."""
+
+    documents: list[DocumentInfo]
+    total: int
+    offset: int
+    limit: int
 
 
 class Health(BaseModel):

@@ -53,13 +53,17 @@ def collect(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def ingest(base_url: str, paths: Iterable[Path], poll_s: float = 0.5) -> int:
-    """Upload files, follow their jobs with a progress bar; the number that failed."""
+def _groups(files: list[Path], size: int) -> Iterator[list[Path]]:
+    for start in range(0, len(files), size):
+        yield files[start : start + size]
+
+
+def ingest(base_url: str, paths: Iterable[Path], poll_s: float = 0.5, group: int = 50) -> int:
+    """Upload files as batches, follow the batches with a progress bar; the number that failed."""
     files = collect(paths)
     if not files:
         console.print("nothing to ingest")
         return 0
-    failed = 0
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -67,35 +71,41 @@ def ingest(base_url: str, paths: Iterable[Path], poll_s: float = 0.5) -> int:
         TimeElapsedColumn(),
     )
     with (
-        httpx.Client(base_url=base_url, timeout=60) as http,
+        httpx.Client(base_url=base_url, timeout=120) as http,
         Progress(*columns, console=console) as bar,
     ):
         task = bar.add_task("uploading", total=len(files))
-        jobs: dict[str, Path] = {}
-        for path in files:
-            with path.open("rb") as fh:
-                accepted = _check(http.post("/v1/documents", files={"file": (path.name, fh)}))
-            jobs[accepted["job_id"]] = path
-            bar.advance(task)
+        batches: list[str] = []
+        names: dict[str, Path] = {}
+        for paths_group in _groups(files, group):
+            handles = [p.open("rb") for p in paths_group]
+            try:
+                parts = [
+                    ("files", (p.name, fh)) for p, fh in zip(paths_group, handles, strict=True)
+                ]
+                accepted = _check(http.post("/v1/documents:batch", files=parts))
+            finally:
+                for fh in handles:
+                    fh.close()
+            batches.append(accepted["batch_id"])
+            for job, path in zip(accepted["jobs"], paths_group, strict=True):
+                names[job["job_id"]] = path
+            bar.advance(task, len(paths_group))
         bar.update(task, description="ingesting", completed=0)
-        pending = dict(jobs)
-        while pending:
-            chunks = 0
-            for job_id in list(pending):
-                record = _check(http.get(f"/v1/jobs/{job_id}"))
-                chunks += record["progress"]["done"]
-                if record["status"] in FINISHED:
-                    path = pending.pop(job_id)
-                    bar.advance(task)
-                    if record["status"] != "succeeded":
-                        failed += 1
-                        error = record.get("error") or {"code": record["status"], "message": ""}
-                        bar.console.print(f"[red]✗ {path}: {error['code']} {error['message']}")
-            bar.update(task, description=f"ingesting ({chunks} chunks in progress)")
-            if pending:
-                time.sleep(poll_s)
-    console.print(f"ingested {len(files) - failed} of {len(files)} files")
-    return failed
+        while True:
+            states = [_check(http.get(f"/v1/batches/{b}")) for b in batches]
+            done = sum(n for s in states for k, n in s["counts"].items() if k in FINISHED)
+            chunks = sum(s["progress"]["done"] for s in states)
+            bar.update(task, completed=done, description=f"ingesting ({chunks} chunks)")
+            if all(s["finished"] for s in states):
+                break
+            time.sleep(poll_s)
+    failed = [job for s in states for job in s["jobs"] if job["status"] != "succeeded"]
+    for job in failed:
+        error = job.get("error") or {"code": job["status"], "message": ""}
+        console.print(f"[red]✗ {names[job['job_id']]}: {error['code']} {error['message']}")
+    console.print(f"ingested {len(files) - len(failed)} of {len(files)} files")
+    return len(failed)
 
 
 def _events(http: httpx.Client, job_id: str) -> Iterator[tuple[str, Any]]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from common.jobs import (
     UPDATE_SCRIPT,
@@ -46,8 +47,9 @@ class AsyncJobStore:
         *,
         extra: Mapping[str, str] | None = None,
         blob: bytes | None = None,
+        also: Callable[[Pipeline], object] | None = None,
     ) -> JobRecord:
-        """Write a queued job (and its upload) in one transaction."""
+        """Write a queued job, its upload and whatever `also` adds, in one transaction."""
         fields = new_record_fields(job_id, kind, tenant, extra)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(job_key(job_id), mapping=fields)
@@ -59,6 +61,8 @@ class AsyncJobStore:
             pipe.expire(events_key(job_id), self.ttl_s)
             if blob is not None:
                 pipe.set(blob_key(job_id), blob, ex=self.ttl_s)
+            if also is not None:
+                also(pipe)
             await pipe.execute()
         return record_from_hash(fields)
 

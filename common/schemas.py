@@ -13,6 +13,7 @@ class JobKind(StrEnum):
 
     INGEST = "ingest"
     ANSWER = "answer"
+    DELETE = "delete"
 
 
 class JobStatus(StrEnum):
@@ -67,6 +68,7 @@ class Citation(BaseModel):
     text: str
     score: float
     source: str | None = None
+    page: int | None = None
 
 
 class Usage(BaseModel):

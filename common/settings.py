@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     answer_deadline_s: float = Field(default=300.0, gt=0.0)
 
     # Workers.
-    cpu_worker_concurrency: int = Field(default=2, ge=1)
+    cpu_worker_concurrency: int = Field(default=8, ge=1)
     worker_heartbeat_s: float = Field(default=5.0, gt=0.0)
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from common.jobs import JobStore
 from common.models import embedding_model_path, llm_model_path
 from common.settings import get_settings
 from common.vectorstore import VectorStore, open_store
+from workers.embedding import EmbeddingBatcher
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -58,6 +59,12 @@ def embedder() -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(embedding_model_path(get_settings()))
+
+
+@process_singleton
+def batcher() -> EmbeddingBatcher:
+    """The embedding batcher the ingest threads of this process share."""
+    return EmbeddingBatcher(embedder(), get_settings().embedding_batch_size)
 
 
 @process_singleton

@@ -12,7 +12,9 @@ from workers.celery_app import GENERATE_TASK, RETRIEVE_TASK, app
 
 def search(tenant: str, question: str, top_k: int) -> list[Citation]:
     """The tenant's chunks nearest to the question, best first."""
-    vector = engines.embedder().encode([question], normalize_embeddings=True)[0]
+    vector = engines.embedder().encode(
+        [question], normalize_embeddings=True, show_progress_bar=False
+    )[0]
     hits = engines.vector_store().search(tenant, vector.tolist(), top_k)
     return [
         Citation(
@@ -21,6 +23,7 @@ def search(tenant: str, question: str, top_k: int) -> list[Citation]:
             text=hit.payload["text"],
             score=hit.score,
             source=hit.payload.get("source"),
+            page=hit.payload.get("page"),
         )
         for hit in hits
     ]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 from celery import Celery
+from redis.asyncio.client import Pipeline
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
@@ -14,7 +14,7 @@ from api.schemas import JobAccepted
 from common.jobs_async import AsyncJobStore
 from common.schemas import JobKind, JobRecord, JobStatus
 from common.settings import Settings
-from workers.celery_app import INGEST_TASK, RETRIEVE_TASK
+from workers.celery_app import RETRIEVE_TASK
 
 
 class JobService:
@@ -25,51 +25,26 @@ class JobService:
         self.celery = celery
         self.settings = settings
 
-    async def _enqueue(
+    async def enqueue(
         self,
         task: str,
         kind: JobKind,
         tenant: str,
         fields: dict[str, str],
+        *,
         blob: bytes | None = None,
+        also: Callable[[Pipeline], object] | None = None,
+        job_id: str | None = None,
     ) -> str:
-        job_id = str(uuid.uuid4())
-        await self.store.create(job_id, kind, tenant, extra=fields, blob=blob)
+        """Record a queued job (with `also`'s writes, atomically) and send its first task."""
+        job_id = job_id or str(uuid.uuid4())
+        await self.store.create(job_id, kind, tenant, extra=fields, blob=blob, also=also)
         try:
             await run_in_threadpool(self.celery.send_task, task, args=[job_id], task_id=job_id)
         except Exception:
             await self.store.discard(job_id)
             raise
         return job_id
-
-    async def submit_document(
-        self,
-        tenant: str,
-        data: bytes,
-        *,
-        filename: str | None = None,
-        title: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        document_id: str | None = None,
-    ) -> JobAccepted:
-        """Queue the ingestion of one document."""
-        if not data.strip():
-            raise ApiError(422, "empty_document", "the document has no content")
-        if len(data) > self.settings.max_upload_bytes:
-            raise ApiError(
-                413,
-                "file_too_large",
-                f"documents are limited to {self.settings.max_upload_bytes} bytes",
-            )
-        document_id = document_id or str(uuid.uuid4())
-        fields = {
-            "document_id": document_id,
-            "filename": filename or "",
-            "title": title or "",
-            "metadata": json.dumps(metadata or {}),
-        }
-        job_id = await self._enqueue(INGEST_TASK, JobKind.INGEST, tenant, fields, blob=data)
-        return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)
 
     async def submit_answer(
         self, tenant: str, question: str, top_k: int, deadline_s: float | None = None
@@ -95,7 +70,7 @@ class JobService:
             "total": "2",
             "deadline_s": str(deadline),
         }
-        job_id = await self._enqueue(RETRIEVE_TASK, JobKind.ANSWER, tenant, fields)
+        job_id = await self.enqueue(RETRIEVE_TASK, JobKind.ANSWER, tenant, fields)
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED)
 
     async def get(self, tenant: str, job_id: str) -> JobRecord:

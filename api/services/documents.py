@@ -1,0 +1,207 @@
+"""Submitting, listing and deleting documents; a re-submitted document is recognised by content."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from api.errors import ApiError
+from api.schemas import BatchAccepted, BatchStatus, JobAccepted
+from api.services.jobs import JobService
+from common.documents import (
+    LIVE,
+    DocumentInfo,
+    DocumentStatus,
+    content_key,
+    doc_key,
+    info_from_hash,
+    listing_key,
+)
+from common.jobs import now_iso
+from common.schemas import JobKind, JobStatus, Progress
+from workers.celery_app import DELETE_TASK, INGEST_TASK
+
+BATCH_PREFIX = "ragq:batch:"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One document as the client sent it."""
+
+    data: bytes
+    filename: str | None = None
+    title: str | None = None
+    metadata: dict[str, Any] | None = None
+    document_id: str | None = None
+
+
+class DocumentService:
+    """The API's side of documents: the registry in Redis and the ingest/delete jobs."""
+
+    def __init__(self, redis: aioredis.Redis, jobs: JobService) -> None:
+        self.redis = redis
+        self.jobs = jobs
+        self.settings = jobs.settings
+
+    async def _existing(self, tenant: str, document_id: str) -> dict[str, str]:
+        return await self.redis.hgetall(doc_key(tenant, document_id))  # type: ignore[misc,no-any-return]
+
+    async def submit(self, tenant: str, upload: Upload) -> tuple[JobAccepted, bool]:
+        """Queue the ingestion of a document; (the accepted job, whether it is a new job).
+
+        The same content again (same SHA-256, under the same or no document id) is a no-op
+        that reports the job that ingested it; changed content under an existing document id
+        replaces that document's chunks.
+        """
+        if not upload.data.strip():
+            raise ApiError(422, "empty_document", "the document has no content")
+        if len(upload.data) > self.settings.max_upload_bytes:
+            raise ApiError(
+                413,
+                "file_too_large",
+                f"documents are limited to {self.settings.max_upload_bytes} bytes",
+            )
+        sha = hashlib.sha256(upload.data).hexdigest()
+        document_id = upload.document_id
+        if document_id is None:
+            known = await self.redis.hget(content_key(tenant), sha)  # type: ignore[misc]
+            document_id = known or str(uuid.uuid4())
+        current = await self._existing(tenant, document_id)
+        if current.get("content_sha256") == sha and current.get("status") in LIVE:
+            record = await self.jobs.get(tenant, current["job_id"])
+            accepted = JobAccepted(
+                job_id=record.job_id, status=record.status, document_id=document_id
+            )
+            return accepted, False
+
+        job_id = str(uuid.uuid4())
+        now = now_iso()
+        doc_fields = {
+            "document_id": document_id,
+            "title": upload.title or upload.filename or "",
+            "filename": upload.filename or "",
+            "status": DocumentStatus.QUEUED.value,
+            "chunks": current.get("chunks", "0"),
+            "content_sha256": sha,
+            "job_id": job_id,
+            "created_at": current.get("created_at", now),
+            "updated_at": now,
+            "error": "",
+        }
+        old_sha = current.get("content_sha256")
+
+        def register(pipe: Pipeline) -> None:
+            pipe.hset(doc_key(tenant, document_id), mapping=doc_fields)
+            pipe.zadd(listing_key(tenant), {document_id: time.time()}, nx=True)
+            if old_sha and old_sha != sha:
+                pipe.hdel(content_key(tenant), old_sha)
+            pipe.hset(content_key(tenant), sha, document_id)
+
+        fields = {
+            "document_id": document_id,
+            "filename": upload.filename or "",
+            "title": upload.title or "",
+            "metadata": json.dumps(upload.metadata or {}),
+            "content_sha256": sha,
+        }
+        await self.jobs.enqueue(
+            INGEST_TASK,
+            JobKind.INGEST,
+            tenant,
+            fields,
+            blob=upload.data,
+            also=register,
+            job_id=job_id,
+        )
+        return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id), True
+
+    async def submit_batch(self, tenant: str, uploads: list[Upload]) -> BatchAccepted:
+        """Queue one job per document and a batch id to follow them all."""
+        if not uploads:
+            raise ApiError(422, "empty_batch", "the batch has no files")
+        accepted = [(await self.submit(tenant, upload))[0] for upload in uploads]
+        batch_id = str(uuid.uuid4())
+        key = f"{BATCH_PREFIX}{batch_id}"
+        ttl = self.settings.job_ttl_s
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"tenant": tenant, "created_at": now_iso()})
+            pipe.rpush(f"{key}:jobs", *[a.job_id for a in accepted])
+            pipe.expire(key, ttl)
+            pipe.expire(f"{key}:jobs", ttl)
+            await pipe.execute()
+        return BatchAccepted(batch_id=batch_id, jobs=accepted)
+
+    async def batch(self, tenant: str, batch_id: str) -> BatchStatus:
+        """Counts by status and chunk progress over the batch's jobs."""
+        key = f"{BATCH_PREFIX}{batch_id}"
+        if await self.redis.hget(key, "tenant") != tenant:  # type: ignore[misc]
+            raise ApiError(404, "batch_not_found", f"no batch {batch_id}")
+        job_ids: list[str] = await self.redis.lrange(f"{key}:jobs", 0, -1)  # type: ignore[misc]
+        records = [await self.jobs.get(tenant, job_id) for job_id in job_ids]
+        counts: dict[str, int] = {}
+        for record in records:
+            counts[record.status.value] = counts.get(record.status.value, 0) + 1
+        progress = Progress(
+            done=sum(r.progress.done for r in records),
+            total=sum(r.progress.total for r in records),
+        )
+        finished = all(r.status.finished for r in records)
+        return BatchStatus(
+            batch_id=batch_id,
+            total=len(records),
+            counts=counts,
+            progress=progress,
+            finished=finished,
+            jobs=records,
+        )
+
+    async def get(self, tenant: str, document_id: str) -> DocumentInfo:
+        """The tenant's document, or 404."""
+        raw = await self._existing(tenant, document_id)
+        if not raw:
+            raise ApiError(404, "document_not_found", f"no document {document_id}")
+        return info_from_hash(raw)
+
+    async def list(self, tenant: str, offset: int, limit: int) -> tuple[list[DocumentInfo], int]:
+        """A page of the tenant's documents, oldest first, and how many there are."""
+        ids: list[str] = await self.redis.zrange(listing_key(tenant), offset, offset + limit - 1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for document_id in ids:
+                pipe.hgetall(doc_key(tenant, document_id))
+            pipe.zcard(listing_key(tenant))
+            *raws, total = await pipe.execute()
+        return [info_from_hash(raw) for raw in raws if raw], int(total)
+
+    async def delete(self, tenant: str, document_id: str) -> JobAccepted:
+        """Queue the removal of a document's chunks and registry entry."""
+        current = await self._existing(tenant, document_id)
+        if not current or current.get("status") == DocumentStatus.DELETING:
+            raise ApiError(404, "document_not_found", f"no document {document_id}")
+        job_id = str(uuid.uuid4())
+
+        def mark(pipe: Pipeline) -> None:
+            pipe.hset(
+                doc_key(tenant, document_id),
+                mapping={
+                    "status": DocumentStatus.DELETING.value,
+                    "job_id": job_id,
+                    "updated_at": now_iso(),
+                },
+            )
+
+        await self.jobs.enqueue(
+            DELETE_TASK,
+            JobKind.DELETE,
+            tenant,
+            {"document_id": document_id},
+            also=mark,
+            job_id=job_id,
+        )
+        return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)

@@ -1,0 +1,63 @@
+"""Prometheus metrics of the API and the workers: one place that names them all."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+# API.
+HTTP_REQUESTS = Counter(
+    "ragq_http_requests_total", "HTTP requests answered.", ["route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "ragq_http_request_duration_seconds",
+    "HTTP request latency.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+JOBS_CREATED = Counter("ragq_jobs_created_total", "Jobs created.", ["kind"])
+SSE_CONNECTIONS = Gauge("ragq_sse_connections", "Open SSE connections.")
+QUEUE_DEPTH = Gauge("ragq_queue_depth", "Messages waiting in a queue.", ["queue"])
+QUEUE_OLDEST_AGE = Gauge(
+    "ragq_queue_oldest_age_seconds", "Age of the oldest waiting message of a queue.", ["queue"]
+)
+
+# Workers.
+JOBS_FINISHED = Counter("ragq_jobs_finished_total", "Jobs finished.", ["kind", "status"])
+JOB_QUEUE_WAIT = Histogram(
+    "ragq_job_queue_wait_seconds",
+    "Time from creation to the first worker picking the job up.",
+    ["kind"],
+    buckets=JOB_BUCKETS,
+)
+JOB_RUN_TIME = Histogram(
+    "ragq_job_run_seconds", "Time from start to finish of a job.", ["kind"], buckets=JOB_BUCKETS
+)
+LLM_TOKENS = Counter("ragq_llm_tokens_total", "Completion tokens generated.")
+LLM_TTFT = Histogram(
+    "ragq_llm_ttft_seconds", "Time to first token in the engine.", buckets=LATENCY_BUCKETS
+)
+INGEST_CHUNKS = Counter("ragq_ingest_chunks_total", "Chunks embedded and stored.")
+TASK_FAILURES = Counter("ragq_task_failures_total", "Tasks that raised.", ["task"])
+TASK_RETRIES = Counter("ragq_task_retries_total", "Tasks redelivered or retried.", ["task"])
+
+METRIC_NAMES = frozenset(
+    {
+        "ragq_http_requests_total",
+        "ragq_http_request_duration_seconds",
+        "ragq_jobs_created_total",
+        "ragq_sse_connections",
+        "ragq_queue_depth",
+        "ragq_queue_oldest_age_seconds",
+        "ragq_jobs_finished_total",
+        "ragq_job_queue_wait_seconds",
+        "ragq_job_run_seconds",
+        "ragq_llm_tokens_total",
+        "ragq_llm_ttft_seconds",
+        "ragq_ingest_chunks_total",
+        "ragq_task_failures_total",
+        "ragq_task_retries_total",
+    }
+)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, metrics
 from api.routers import answers, documents, health, jobs
 from api.services.documents import DocumentService
 from api.services.jobs import JobService
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    metrics.install(app)
     for router in (documents.router, answers.router, jobs.router, health.router):
         app.include_router(router)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -51,6 +52,11 @@ def up(timeout: float) -> None:
             f"  API       {settings.base_url}  (docs: {settings.base_url}/docs)\n"
             f"  Redis     {redis_url}\n"
             f"  vectors   {settings.qdrant_url or settings.vector_path.resolve()}\n"
+            f"  Flower    http://{settings.api_host}:{settings.flower_port}  "
+            f"(basic auth: RAGQ_FLOWER_BASIC_AUTH)\n"
+            f"  metrics   {settings.base_url}/metrics, "
+            + ", ".join(f"{n} :{p}/metrics" for n, p in supervisor.metrics.items())
+            + "\n"
             f"  logs      {logs.resolve()}\n"
             f'try: ragq ingest README.md && ragq ask "How do I run the tests?"\n'
             f"Ctrl-C stops everything."
@@ -66,6 +72,14 @@ def up(timeout: float) -> None:
     finally:
         supervisor.stop()
     sys.exit(code)
+
+
+@main.command()
+def flower() -> None:
+    """Start Flower alone (basic auth from RAGQ_FLOWER_BASIC_AUTH) on RAGQ_FLOWER_PORT."""
+    from cli.supervisor import flower_command
+
+    os.execv(sys.executable, flower_command(get_settings()))
 
 
 @main.command("convert-model")

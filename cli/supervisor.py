@@ -24,8 +24,6 @@ import redis
 
 from common.settings import Settings
 
-GRACE_S = 30.0
-
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
@@ -68,6 +66,16 @@ def worker_command(name: str, queues: list[str], concurrency: int) -> list[str]:
     ]  # fmt: skip
 
 
+def flower_command(settings: Settings) -> list[str]:
+    """Flower on the broker, behind basic auth."""
+    return [
+        sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
+        f"--port={settings.flower_port}",
+        f"--address={settings.api_host}",
+        f"--basic-auth={settings.flower_basic_auth}",
+    ]  # fmt: skip
+
+
 def api_command(settings: Settings) -> list[str]:
     """The API under uvicorn."""
     return [
@@ -85,13 +93,19 @@ class Supervisor:
     logs: Path
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    metrics: dict[str, int] = field(default_factory=dict)
+    redis_url: str = ""
 
-    def start(self, name: str, command: list[str]) -> None:
+    def start(self, name: str, command: list[str], **env: str) -> None:
         """Start one child with its output in logs/NAME.log."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = (self.logs / f"{name}.log").open("ab")
         self.children[name] = subprocess.Popen(
-            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def start_all(self) -> str:
@@ -105,11 +119,14 @@ class Supervisor:
             self.env["RAGQ_REDIS_URL"] = url
             self._wait(lambda: redis_answers(url), 30, "redis")
         # The embedded vector store belongs to one process: one CPU worker serves both queues.
-        self.start(
-            "cpu-worker", worker_command("cpu", ["ingest", "query"], s.cpu_worker_concurrency)
-        )
-        self.start("llm-worker", worker_command("llm", ["llm"], s.llm_worker_concurrency))
+        cpu = worker_command("cpu", ["ingest", "query"], s.cpu_worker_concurrency)
+        llm = worker_command("llm", ["llm"], s.llm_worker_concurrency)
+        self.metrics = {"cpu-worker": free_port(), "llm-worker": free_port()}
+        self.start("cpu-worker", cpu, RAGQ_METRICS_PORT=str(self.metrics["cpu-worker"]))
+        self.start("llm-worker", llm, RAGQ_METRICS_PORT=str(self.metrics["llm-worker"]))
         self.start("api", api_command(s))
+        if s.flower_port:
+            self.start("flower", flower_command(s))
         return url
 
     def _wait(self, ready: object, timeout: float, what: str) -> None:
@@ -146,7 +163,7 @@ class Supervisor:
         Each child leads its own process group; the group is killed at the end so that
         grandchildren (vLLM's engine process) never outlive their worker.
         """
-        order = ["api", "cpu-worker", "llm-worker", "redis"]
+        order = ["api", "flower", "cpu-worker", "llm-worker", "redis"]
         for name in order:
             child = self.children.get(name)
             if child is None:
@@ -154,7 +171,7 @@ class Supervisor:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(GRACE_S)
+                    child.wait(self.settings.shutdown_grace_s)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait()
@@ -166,15 +183,15 @@ def _tail(path: Path, lines: int = 60) -> str:
 
 
 @contextmanager
-def running(settings: Settings, env: dict[str, str], timeout: float = 600) -> Iterator[str]:
+def running(settings: Settings, env: dict[str, str], timeout: float = 600) -> Iterator[Supervisor]:
     """The whole service, started with these settings and environment, until the block ends.
 
-    Yields the Redis URL. If it does not come up, the tail of every child's log is printed.
+    If it does not come up, the tail of every child's log is printed.
     """
     logs = settings.data_dir / "logs"
     supervisor = Supervisor(settings, logs, env)
     try:
-        redis_url = supervisor.start_all()
+        supervisor.redis_url = supervisor.start_all()
         supervisor.wait_ready(timeout)
     except RuntimeError:
         supervisor.stop()
@@ -182,6 +199,6 @@ def running(settings: Settings, env: dict[str, str], timeout: float = 600) -> It
             print(f"----- {log.name}\n{_tail(log)}", file=sys.stderr)
         raise
     try:
-        yield redis_url
+        yield supervisor
     finally:
         supervisor.stop()

@@ -25,6 +25,7 @@ from common.schemas import (
     JobStatus,
     Progress,
 )
+from common.telemetry import JOB_QUEUE_WAIT, JOB_RUN_TIME, JOBS_FINISHED, TASK_RETRIES
 
 PREFIX = "ragq"
 
@@ -58,6 +59,11 @@ return 1
 def now_iso() -> str:
     """The current UTC time as ISO 8601."""
     return datetime.now(UTC).isoformat()
+
+
+def seconds_since(iso: str) -> float:
+    """Seconds elapsed since an ISO 8601 timestamp."""
+    return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds())
 
 
 def job_key(job_id: str) -> str:
@@ -194,11 +200,17 @@ class JobStore:
         raw = self.raw(job_id)
         if not raw:
             return False
-        attempts = str(int(raw.get("attempts", 0)) + 1)
+        attempts = int(raw.get("attempts", 0)) + 1
         update = status_update(
-            raw, JobStatus.RUNNING, ACTIVE, extra={"attempts": attempts, "worker": worker}
+            raw, JobStatus.RUNNING, ACTIVE, extra={"attempts": str(attempts), "worker": worker}
         )
-        return self.apply(job_id, update)
+        if not self.apply(job_id, update):
+            return False
+        if attempts == 1:
+            JOB_QUEUE_WAIT.labels(raw["kind"]).observe(seconds_since(raw["created_at"]))
+        else:
+            TASK_RETRIES.labels(raw["kind"]).inc()
+        return True
 
     def finish(
         self,
@@ -212,7 +224,12 @@ class JobStore:
         raw = self.raw(job_id)
         if not raw:
             return False
-        return self.apply(job_id, status_update(raw, to, ACTIVE, result=result, error=error))
+        if not self.apply(job_id, status_update(raw, to, ACTIVE, result=result, error=error)):
+            return False
+        JOBS_FINISHED.labels(raw["kind"], to.value).inc()
+        if raw.get("started_at"):
+            JOB_RUN_TIME.labels(raw["kind"]).observe(seconds_since(raw["started_at"]))
+        return True
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
         """Finish an active job as failed with an error code."""

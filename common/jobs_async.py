@@ -20,6 +20,7 @@ from common.jobs import (
     status_update,
 )
 from common.schemas import ACTIVE, EventName, JobKind, JobRecord, JobStatus
+from common.telemetry import JOBS_FINISHED
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,10 @@ class AsyncJobStore:
         raw = await self.raw(job_id)
         if not raw:
             return False
-        return await self.apply(job_id, status_update(raw, JobStatus.CANCELLED, ACTIVE))
+        if not await self.apply(job_id, status_update(raw, JobStatus.CANCELLED, ACTIVE)):
+            return False
+        JOBS_FINISHED.labels(raw["kind"], JobStatus.CANCELLED.value).inc()
+        return True
 
     async def events(
         self, job_id: str, after: str = "0-0", block_ms: int = 15000

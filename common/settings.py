@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     llm_cpu_kvcache_gib: int = Field(default=2, ge=1)
     answer_deadline_s: float = Field(default=300.0, gt=0.0)
 
+    # Operations.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    flower_port: int = Field(default=5555, ge=0, le=65535)
+    flower_basic_auth: str = "ragq:ragq"
+    shutdown_grace_s: float = Field(default=30.0, gt=0.0)
+
     # Workers.
     cpu_worker_concurrency: int = Field(default=8, ge=1)
     worker_heartbeat_s: float = Field(default=5.0, gt=0.0)
@@ -71,6 +77,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "production mode needs RAGQ_QDRANT_URL: the embedded store serves one process only"
             )
+        if self.environment == "production" and self.flower_basic_auth == "ragq:ragq":
+            raise ValueError("production mode needs RAGQ_FLOWER_BASIC_AUTH (not the default)")
         return self
 
     @property

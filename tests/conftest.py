@@ -27,6 +27,7 @@ class Service:
     settings: Settings
     env: dict[str, str]
     logs: Path
+    metrics_ports: dict[str, int]
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +60,7 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "RAGQ_LLM_MAX_TOKENS": "64",
         "RAGQ_LLM_MAX_NUM_SEQS": "8",
         "RAGQ_WORKER_HEARTBEAT_S": "1",
+        "RAGQ_FLOWER_PORT": str(free_port()),
         "HF_HUB_OFFLINE": "1",
     }
     with pytest.MonkeyPatch.context() as patch:
@@ -66,8 +68,10 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             patch.setenv(name, value)
         settings = Settings()
         env = dict(os.environ)
-        with running(settings, env):
-            yield Service(settings.base_url, redis_url, settings, env, data / "logs")
+        with running(settings, env) as supervisor:
+            yield Service(
+                settings.base_url, redis_url, settings, env, data / "logs", supervisor.metrics
+            )
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Task
 
+from common.telemetry import TASK_FAILURES
 from workers import engines
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ class JobTask(Task):  # type: ignore[misc]
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         """Fail the job with `internal_error`; the traceback stays in the worker's log."""
+        TASK_FAILURES.labels(self.name).inc()
         job_id = args[0] if args else kwargs.get("job_id")
         log.error("task %s failed for job %s: %r", self.name, job_id, exc)
         if job_id:

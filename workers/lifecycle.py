@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 from celery import signals
+from prometheus_client import start_http_server
 
 from common.liveness import worker_key, worker_value
 from common.settings import get_settings
@@ -34,6 +35,10 @@ def load_engines(sender: Any, **_: Any) -> None:
     if LLM_QUEUE in queues:
         engines.llm()
     log.info("engines ready for queues %s", sorted(queues))
+    port = get_settings().metrics_port
+    if port:
+        start_http_server(port)
+        log.info("metrics on :%d/metrics", port)
 
 
 def _heartbeat(client: redis.Redis, key: str, value: str, every: float) -> None:

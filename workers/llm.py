@@ -9,6 +9,7 @@ from typing import Any
 
 from common.schemas import AnswerResult, Citation, EventName, JobStatus, Usage
 from common.settings import get_settings
+from common.telemetry import LLM_TOKENS, LLM_TTFT
 from workers import engines
 from workers.base import JobTask
 from workers.celery_app import GENERATE_TASK, app
@@ -45,8 +46,10 @@ class Streamer:
             if delta is not None:
                 if delta.text and self.ttft_s is None:
                     self.ttft_s = time.monotonic() - self.started
+                    LLM_TTFT.observe(self.ttft_s)
                 self.pending.append(delta.text)
                 self.completion_tokens += delta.tokens
+                LLM_TOKENS.inc(delta.tokens)
                 self.prompt_tokens = delta.prompt_tokens
             now = time.monotonic()
             finished = delta is not None and delta.finished

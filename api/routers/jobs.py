@@ -10,6 +10,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from api.deps import JobsDep, StoreDep, TenantDep
 from api.errors import ErrorBody
 from common.schemas import JobRecord
+from common.telemetry import SSE_CONNECTIONS
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
@@ -48,8 +49,12 @@ async def job_events(
     after = last_event_id if last_event_id and _is_stream_id(last_event_id) else "0-0"
 
     async def stream():  # type: ignore[no-untyped-def]
-        async for event in store.events(job_id, after):
-            yield ServerSentEvent(data=event.data, event=event.event, id=event.id)
+        SSE_CONNECTIONS.inc()
+        try:
+            async for event in store.events(job_id, after):
+                yield ServerSentEvent(data=event.data, event=event.event, id=event.id)
+        finally:
+            SSE_CONNECTIONS.dec()
 
     return EventSourceResponse(stream(), ping=15)
 

@@ -14,6 +14,7 @@ from api.schemas import JobAccepted
 from common.jobs_async import AsyncJobStore
 from common.schemas import JobKind, JobRecord, JobStatus
 from common.settings import Settings
+from common.telemetry import JOBS_CREATED
 from workers.celery_app import RETRIEVE_TASK
 
 
@@ -39,6 +40,7 @@ class JobService:
         """Record a queued job (with `also`'s writes, atomically) and send its first task."""
         job_id = job_id or str(uuid.uuid4())
         await self.store.create(job_id, kind, tenant, extra=fields, blob=blob, also=also)
+        JOBS_CREATED.labels(kind.value).inc()
         try:
             await run_in_threadpool(self.celery.send_task, task, args=[job_id], task_id=job_id)
         except Exception:

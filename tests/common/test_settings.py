@@ -22,7 +22,12 @@ def test_overlap_must_be_smaller_than_chunk() -> None:
         Settings(chunk_tokens=50, chunk_overlap_tokens=50)
 
 
-def test_production_refuses_the_embedded_store() -> None:
+def test_production_refuses_unsafe_defaults() -> None:
     with pytest.raises(ValidationError, match="RAGQ_QDRANT_URL"):
-        Settings(environment="production")
-    assert Settings(environment="production", qdrant_url="http://qdrant:6333").qdrant_url
+        Settings(environment="production", flower_basic_auth="ops:s3cret")
+    with pytest.raises(ValidationError, match="RAGQ_FLOWER_BASIC_AUTH"):
+        Settings(environment="production", qdrant_url="http://qdrant:6333")
+    safe = Settings(
+        environment="production", qdrant_url="http://qdrant:6333", flower_basic_auth="ops:s3cret"
+    )
+    assert safe.qdrant_url

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     # Redis: broker, job records and event streams.
     redis_url: str = "redis://127.0.0.1:6379/0"
     job_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
-    visibility_timeout_s: int = Field(default=3 * 3600, ge=60)
+    visibility_timeout_s: int = Field(default=1800, ge=60)
 
     # API.
     api_host: str = "127.0.0.1"

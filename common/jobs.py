@@ -170,10 +170,11 @@ def status_update(
 class JobStore:
     """Synchronous access to job records and events, as the workers use it."""
 
-    def __init__(self, url: str, ttl_s: int) -> None:
+    def __init__(self, url: str, ttl_s: int, max_attempts: int = 3) -> None:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         self._binary = redis.Redis.from_url(url)
         self.ttl_s = ttl_s
+        self.max_attempts = max_attempts
         self._update = self.redis.register_script(UPDATE_SCRIPT)
 
     def raw(self, job_id: str) -> dict[str, str]:
@@ -196,11 +197,18 @@ class JobStore:
         return int(self._update(keys=keys, args=update.script_args(self.ttl_s))) == 1
 
     def start(self, job_id: str, worker: str) -> bool:
-        """Move a queued (or re-delivered running) job to running; False if it is finished."""
+        """Move a queued (or re-delivered running) job to running; False if it should not run.
+
+        A job delivered more than `max_attempts` times (its worker died each time) fails as
+        `poison_job` instead of taking down yet another worker.
+        """
         raw = self.raw(job_id)
         if not raw:
             return False
         attempts = int(raw.get("attempts", 0)) + 1
+        if attempts > self.max_attempts:
+            self.fail(job_id, "poison_job", f"the job's worker was lost {attempts - 1} times")
+            return False
         update = status_update(
             raw, JobStatus.RUNNING, ACTIVE, extra={"attempts": str(attempts), "worker": worker}
         )

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     job_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     visibility_timeout_s: int = Field(default=1800, ge=60)
+    max_attempts: int = Field(default=3, ge=1)
 
     # API.
     api_host: str = "127.0.0.1"

@@ -49,7 +49,7 @@ class process_singleton(Generic[T]):
 def job_store() -> JobStore:
     """The job store on the configured Redis."""
     settings = get_settings()
-    return JobStore(settings.redis_url, settings.job_ttl_s)
+    return JobStore(settings.redis_url, settings.job_ttl_s, settings.max_attempts)
 
 
 @process_singleton

@@ -102,3 +102,14 @@ def test_async_store_scopes_reads_to_the_tenant(redis_url: str) -> None:
 
     mine, theirs = asyncio.run(run())
     assert mine is not None and theirs is None
+
+
+def test_a_job_delivered_too_often_fails_as_poison(redis_url: str) -> None:
+    store = JobStore(redis_url, ttl_s=600, max_attempts=2)
+    job_id = create(redis_url)
+    assert store.start(job_id, "w1")
+    assert store.start(job_id, "w2")
+    assert not store.start(job_id, "w3")
+    record = store.get(job_id)
+    assert record is not None and record.status is JobStatus.FAILED
+    assert record.error is not None and record.error.code == "poison_job"

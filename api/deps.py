@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import redis.asyncio as aioredis
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.errors import ApiError
 from api.services.documents import DocumentService
+from api.services.idempotency import IdempotencyService
 from api.services.jobs import JobService
+from api.services.limits import Limits
+from api.services.search import SearchService
+from api.services.webhooks import WebhookService
+from common.apikeys import tenant_for
 from common.jobs_async import AsyncJobStore
 from common.settings import Settings
+from workers.celery_app import INGEST_QUEUE, QUERY_QUEUE
 
-DEFAULT_TENANT = "default"
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="An API key, `Authorization: Bearer rq_…` (`ragq keys create --tenant T`); "
+    "it selects the tenant whose jobs, documents and searches the request sees.",
+)
+UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
 def _settings(request: Request) -> Settings:
@@ -35,8 +49,43 @@ def _documents(request: Request) -> DocumentService:
     return request.app.state.documents  # type: ignore[no-any-return]
 
 
-def _tenant() -> str:
-    return DEFAULT_TENANT
+def _search(request: Request) -> SearchService:
+    return request.app.state.search  # type: ignore[no-any-return]
+
+
+def _webhooks(request: Request) -> WebhookService:
+    return request.app.state.webhooks  # type: ignore[no-any-return]
+
+
+def _idempotency(request: Request) -> IdempotencyService:
+    return request.app.state.idempotency  # type: ignore[no-any-return]
+
+
+async def _tenant(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> str:
+    """The tenant of the request's API key (401 without a valid one); counts its request rate."""
+    if credentials is None:
+        raise ApiError(
+            401, "unauthorized", "send an API key: Authorization: Bearer rq_…", UNAUTHORIZED
+        )
+    tenant = await tenant_for(request.app.state.redis, credentials.credentials)
+    if tenant is None:
+        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", UNAUTHORIZED)
+    limits: Limits = request.app.state.limits
+    await limits.check_rate(tenant)
+    return tenant
+
+
+def _capacity(queue: str) -> Callable[..., Awaitable[None]]:
+    """A dependency (after authentication) that answers 429 while `queue` is too deep."""
+
+    async def check(request: Request, tenant: TenantDep) -> None:
+        limits: Limits = request.app.state.limits
+        await limits.check_queue(queue)
+
+    return check
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -44,4 +93,22 @@ RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
 StoreDep = Annotated[AsyncJobStore, Depends(_store)]
 JobsDep = Annotated[JobService, Depends(_jobs)]
 DocumentsDep = Annotated[DocumentService, Depends(_documents)]
+SearchDep = Annotated[SearchService, Depends(_search)]
+WebhooksDep = Annotated[WebhookService, Depends(_webhooks)]
 TenantDep = Annotated[str, Depends(_tenant)]
+IdempotencyDep = Annotated[IdempotencyService, Depends(_idempotency)]
+# Route-level dependencies of job-creating routes: backpressure on the queue they feed.
+INGEST_CAPACITY = Depends(_capacity(INGEST_QUEUE))
+QUERY_CAPACITY = Depends(_capacity(QUERY_QUEUE))
+IdempotencyKeyDep = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string (a UUID): the same key with the same body within 24 h "
+        "returns the first request's job(s) with 200 instead of creating new ones; the same key "
+        "with a different body answers 409 `idempotency_conflict`.",
+    ),
+]

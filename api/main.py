@@ -5,19 +5,47 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from api import errors, metrics
-from api.routers import answers, documents, health, jobs
+from api.body_limit import BodyLimit
+from api.errors import ErrorBody
+from api.routers import answers, documents, health, jobs, search, webhooks
 from api.services.documents import DocumentService
+from api.services.idempotency import IdempotencyService
 from api.services.jobs import JobService
+from api.services.limits import Limits
+from api.services.search import SearchService
+from api.services.webhooks import WebhookService
+from common.apikeys import open_redis, production_problem
 from common.jobs_async import AsyncJobStore
 from common.settings import Settings, get_settings
 from workers.celery_app import create_app as create_celery
 
 log = logging.getLogger(__name__)
+# Every route that needs an API key may also answer these.
+AUTHENTICATED_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
+    429: {"model": ErrorBody, "description": "rate limit or queue backpressure; see Retry-After"},
+    503: {"model": ErrorBody, "description": "the job store is unreachable; see Retry-After"},
+}
+
+
+def check_production_keys(settings: Settings) -> None:
+    """Refuse to start in production mode with no API key or with the development key."""
+    if settings.environment != "production":
+        return
+    client = open_redis(settings.redis_url)
+    try:
+        problem = production_problem(client)
+    finally:
+        client.close()
+    if problem:
+        log.critical(problem)
+        raise RuntimeError(problem)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        check_production_keys(settings)
         client = aioredis.Redis.from_url(
             settings.redis_url, decode_responses=True, health_check_interval=10
         )
@@ -37,6 +66,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs = JobService(store, celery, settings)
         app.state.jobs = jobs
         app.state.documents = DocumentService(client, jobs)
+        app.state.idempotency = IdempotencyService(
+            client, settings.idempotency_ttl_s, settings.idempotency_wait_s
+        )
+        app.state.search = SearchService(client, celery, settings)
+        app.state.limits = Limits(client, settings)
+        app.state.webhooks = WebhookService(client, store, settings)
         try:
             yield
         finally:
@@ -50,7 +85,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    # Inside the metrics middleware: a body that passes the limit while it is read raises from
+    # `receive` in the endpoint, not in the metrics middleware's task group.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     metrics.install(app)
-    for router in (documents.router, answers.router, jobs.router, health.router):
-        app.include_router(router)
+    authenticated = (documents.router, answers.router, search.router, jobs.router, webhooks.router)
+    for router in authenticated:
+        app.include_router(router, responses=AUTHENTICATED_ERRORS)
+    app.include_router(health.router)
     return app

@@ -7,8 +7,20 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, StringConstraints
 
 from common.documents import DocumentInfo
-from common.schemas import JobRecord, JobStatus, Progress
+from common.schemas import (
+    Citation,
+    JobRecord,
+    JobStatus,
+    Progress,
+    SearchFilter,
+    SearchFusion,
+    SearchMode,
+)
 
+WEBHOOK_URL_HELP = (
+    "An http(s) URL that receives the final job record as a signed POST (Standard Webhooks) "
+    "when the job finishes; it must resolve to public addresses."
+)
 DocumentId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
@@ -23,6 +35,7 @@ class DocumentIn(BaseModel):
     document_id: DocumentId | None = Field(
         default=None, description="Your id for the document; re-using it replaces the document."
     )
+    webhook_url: str | None = Field(default=None, description=WEBHOOK_URL_HELP)
 
 
 class AnswerIn(BaseModel):
@@ -30,12 +43,40 @@ class AnswerIn(BaseModel):
 
     question: str
     top_k: int = Field(default=5, ge=1)
+    mode: SearchMode | None = Field(
+        default=None, description="How passages are retrieved (default: RAGQ_SEARCH_MODE)."
+    )
+    filter: SearchFilter | None = Field(
+        default=None, description="Retrieve only from chunks that meet these conditions."
+    )
     deadline_s: float | None = Field(
         default=None,
         gt=0,
         description="Fail the job with `deadline_exceeded` if no answer after this many seconds "
         "(capped by the server's RAGQ_ANSWER_DEADLINE_S).",
     )
+    webhook_url: str | None = Field(default=None, description=WEBHOOK_URL_HELP)
+
+
+class SearchIn(BaseModel):
+    """A direct search of the tenant's chunks."""
+
+    query: str
+    top_k: int = Field(default=10, ge=1, description="At most RAGQ_MAX_SEARCH_K.")
+    mode: SearchMode | None = Field(
+        default=None, description="How chunks are ranked (default: RAGQ_SEARCH_MODE)."
+    )
+    filter: SearchFilter | None = None
+    fusion: SearchFusion | None = Field(
+        default=None, description="How hybrid merges its two sides (default: RAGQ_SEARCH_FUSION)."
+    )
+
+
+class SearchOut(BaseModel):
+    """The best chunks, best first."""
+
+    mode: SearchMode
+    results: list[Citation]
 
 
 class JobAccepted(BaseModel):
@@ -78,3 +119,9 @@ class Health(BaseModel):
 
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)
+
+
+class WebhookSecret(BaseModel):
+    """The tenant's webhook signing secret (Standard Webhooks, `whsec_` + base64)."""
+
+    secret: str

@@ -5,19 +5,27 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 SUFFIXES = {".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf"}
 FINISHED = {"succeeded", "failed", "cancelled"}
 
 console = Console(stderr=True)
+COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
 class ClientError(Exception):
@@ -58,21 +66,25 @@ def _groups(files: list[Path], size: int) -> Iterator[list[Path]]:
         yield files[start : start + size]
 
 
-def ingest(base_url: str, paths: Iterable[Path], poll_s: float = 0.5, group: int = 50) -> int:
+def _auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def ingest(
+    base_url: str,
+    paths: Iterable[Path],
+    poll_s: float = 0.5,
+    group: int = 50,
+    api_key: str = "",
+) -> int:
     """Upload files as batches, follow the batches with a progress bar; the number that failed."""
     files = collect(paths)
     if not files:
         console.print("nothing to ingest")
         return 0
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
     with (
-        httpx.Client(base_url=base_url, timeout=120) as http,
-        Progress(*columns, console=console) as bar,
+        httpx.Client(base_url=base_url, timeout=120, headers=_auth(api_key)) as http,
+        Progress(*COLUMNS, console=console) as bar,
     ):
         task = bar.add_task("uploading", total=len(files))
         batches: list[str] = []
@@ -92,19 +104,61 @@ def ingest(base_url: str, paths: Iterable[Path], poll_s: float = 0.5, group: int
                 names[job["job_id"]] = path
             bar.advance(task, len(paths_group))
         bar.update(task, description="ingesting", completed=0)
-        while True:
-            states = [_check(http.get(f"/v1/batches/{b}")) for b in batches]
-            done = sum(n for s in states for k, n in s["counts"].items() if k in FINISHED)
-            chunks = sum(s["progress"]["done"] for s in states)
-            bar.update(task, completed=done, description=f"ingesting ({chunks} chunks)")
-            if all(s["finished"] for s in states):
-                break
-            time.sleep(poll_s)
-    failed = [job for s in states for job in s["jobs"] if job["status"] != "succeeded"]
+        failed = _follow(bar, task, "ingesting", poll_s, lambda: _batch_jobs(http, batches))
     for job in failed:
         error = job.get("error") or {"code": job["status"], "message": ""}
         console.print(f"[red]✗ {names[job['job_id']]}: {error['code']} {error['message']}")
     console.print(f"ingested {len(files) - len(failed)} of {len(files)} files")
+    return len(failed)
+
+
+def _batch_jobs(http: httpx.Client, batches: list[str]) -> list[dict[str, Any]]:
+    return [job for b in batches for job in _check(http.get(f"/v1/batches/{b}"))["jobs"]]
+
+
+def _follow(
+    bar: Progress,
+    task: TaskID,
+    verb: str,
+    poll_s: float,
+    fetch: Callable[[], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Poll the job records until all finished, moving the bar; the jobs that did not succeed."""
+    while True:
+        jobs = fetch()
+        done = sum(job["status"] in FINISHED for job in jobs)
+        chunks = sum(job["progress"]["done"] for job in jobs)
+        bar.update(task, completed=done, description=f"{verb} ({chunks} chunks)")
+        if done == len(jobs):
+            return [job for job in jobs if job["status"] != "succeeded"]
+        time.sleep(poll_s)
+
+
+def reindex(
+    base_url: str, document_ids: Iterable[str], poll_s: float = 0.5, api_key: str = ""
+) -> int:
+    """Re-index the given documents, or all of them when none is given; the number that failed."""
+    with (
+        httpx.Client(base_url=base_url, timeout=120, headers=_auth(api_key)) as http,
+        Progress(*COLUMNS, console=console) as bar,
+    ):
+        ids = list(document_ids)
+        if ids:
+            job_ids = [_check(http.post(f"/v1/documents/{i}:reindex"))["job_id"] for i in ids]
+        else:
+            job_ids = [job["job_id"] for job in _check(http.post("/v1/documents:reindex"))["jobs"]]
+        task = bar.add_task("re-indexing", total=len(job_ids))
+        failed = _follow(
+            bar,
+            task,
+            "re-indexing",
+            poll_s,
+            lambda: [_check(http.get(f"/v1/jobs/{j}")) for j in job_ids],
+        )
+    for job in failed:
+        error = job.get("error") or {"code": job["status"], "message": ""}
+        console.print(f"[red]✗ {job['document_id']}: {error['code']} {error['message']}")
+    console.print(f"re-indexed {len(job_ids) - len(failed)} of {len(job_ids)} documents")
     return len(failed)
 
 
@@ -125,11 +179,15 @@ def _events(http: httpx.Client, job_id: str) -> Iterator[tuple[str, Any]]:
     raise ClientError("lost the event stream")
 
 
-def ask(base_url: str, question: str, top_k: int) -> int:
+def ask(
+    base_url: str, question: str, top_k: int, mode: str | None = None, api_key: str = ""
+) -> int:
     """Ask a question, print the answer as it streams, then its numbered sources."""
     out = sys.stdout
-    with httpx.Client(base_url=base_url, timeout=httpx.Timeout(60, read=None)) as http:
-        job = _check(http.post("/v1/answers", json={"question": question, "top_k": top_k}))
+    timeout = httpx.Timeout(60, read=None)
+    with httpx.Client(base_url=base_url, timeout=timeout, headers=_auth(api_key)) as http:
+        body = {"question": question, "top_k": top_k, "mode": mode}
+        job = _check(http.post("/v1/answers", json=body))
         for event, data in _events(http, job["job_id"]):
             if event == "token":
                 out.write(data["text"])
@@ -146,9 +204,18 @@ def _print_final(record: dict[str, Any]) -> int:
         console.print(f"[red]{record['status']}: {error['code']} {error['message']}")
         return 1
     citations = record["result"]["citations"]
-    if citations:
+    cited = [c for c in citations if c.get("cited")]
+    others = [c for c in citations if not c.get("cited")]
+    if cited:
         console.print("\nSources:")
-    for n, citation in enumerate(citations, start=1):
-        origin = citation.get("source") or citation["document_id"]
-        console.print(f"  [{n}] {citation['title']}  ({origin})", markup=False)
+    for n, citation in enumerate(cited, start=1):
+        console.print(f"  [{n}] {_origin(citation)}", markup=False)
+    if others:
+        console.print("\nAlso retrieved:")
+    for citation in others:
+        console.print(f"  - {_origin(citation)}", markup=False)
     return 0
+
+
+def _origin(citation: dict[str, Any]) -> str:
+    return f"{citation['title']}  ({citation.get('source') or citation['document_id']})"

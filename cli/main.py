@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 import httpx
+import redis
 from rich.console import Console
 
 from cli import client
-from common.settings import get_settings
+from common.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from cli.supervisor import Supervisor
 
 console = Console(stderr=True)
 
@@ -50,6 +57,7 @@ def up(timeout: float) -> None:
         console.print(
             f"[green]ragq is up[/green]\n"
             f"  API       {settings.base_url}  (docs: {settings.base_url}/docs)\n"
+            f"  API key   {_shown_key(supervisor)}\n"
             f"  Redis     {redis_url}\n"
             f"  vectors   {settings.qdrant_url or settings.vector_path.resolve()}\n"
             f"  Flower    http://{settings.api_host}:{settings.flower_port}  "
@@ -61,8 +69,8 @@ def up(timeout: float) -> None:
             f'try: ragq ingest README.md && ragq ask "How do I run the tests?"\n'
             f"Ctrl-C stops everything."
         )
+        supervisor.watch()
         while True:
-            supervisor.check()
             time.sleep(1)
     except KeyboardInterrupt:
         console.print("stopping…")
@@ -72,6 +80,72 @@ def up(timeout: float) -> None:
     finally:
         supervisor.stop()
     sys.exit(code)
+
+
+def _shown_key(supervisor: Supervisor) -> str:
+    if not supervisor.api_key:
+        return "production mode: keys from `ragq keys create --tenant T`"
+    state = "created now" if supervisor.api_key_created else "existing"
+    return (
+        f"{supervisor.api_key}  (development key, {state}, tenant default; "
+        f"in {supervisor.settings.key_file} for ragq commands)"
+    )
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys (stored in Redis as SHA-256 hashes only)."""
+
+
+def _keys_redis() -> redis.Redis:
+    from common.apikeys import open_redis
+
+    return open_redis(get_settings().redis_url)
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="The tenant the key acts for.")
+def keys_create(tenant: str) -> None:
+    """Create a key for a tenant and print it (the only time it is shown)."""
+    from common.apikeys import create_key
+
+    try:
+        key, info = create_key(_keys_redis(), tenant)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tenant") from exc
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis: {exc}") from exc
+    console.print(f"created {info.key_id} for tenant {info.tenant}; store the key now:")
+    click.echo(key)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List the keys: id, tenant, creation time (never the keys themselves)."""
+    from common.apikeys import list_keys
+
+    try:
+        found = list_keys(_keys_redis())
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis: {exc}") from exc
+    for info in found:
+        dev = "\tdevelopment" if info.dev else ""
+        click.echo(f"{info.key_id}\t{info.tenant}\t{info.created_at}{dev}")
+
+
+@keys.command("revoke")
+@click.argument("key_or_id")
+def keys_revoke(key_or_id: str) -> None:
+    """Revoke a key, given as itself or by its id (key_…); it stops working at once."""
+    from common.apikeys import revoke_key
+
+    try:
+        info = revoke_key(_keys_redis(), key_or_id)
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis: {exc}") from exc
+    if info is None:
+        raise click.ClickException(f"no key {key_or_id}")
+    console.print(f"revoked {info.key_id} of tenant {info.tenant}")
 
 
 @main.command()
@@ -95,28 +169,50 @@ def convert_model(force: bool) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def ingest(paths: tuple[Path, ...]) -> None:
     """Ingest files and folders (text, Markdown, HTML, PDF), with a progress bar."""
-    try:
-        failed = client.ingest(get_settings().base_url, paths)
-    except (client.ClientError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    except httpx.TransportError as exc:
-        raise click.ClickException(
-            f"cannot reach the API at {get_settings().base_url}: {exc}"
-        ) from exc
-    sys.exit(1 if failed else 0)
+    _exit_with(lambda url, key: 1 if client.ingest(url, paths, api_key=key) else 0)
+
+
+@main.command()
+@click.argument("document_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Re-index every ready document.")
+def reindex(document_ids: tuple[str, ...], everything: bool) -> None:
+    """Re-embed stored chunks (after a model or index change), with a progress bar."""
+    if everything == bool(document_ids):
+        raise click.UsageError("give either document ids or --all")
+    _exit_with(lambda url, key: 1 if client.reindex(url, document_ids, api_key=key) else 0)
 
 
 @main.command()
 @click.argument("question")
 @click.option("--top-k", default=5, show_default=True, help="Passages to retrieve.")
-def ask(question: str, top_k: int) -> None:
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "dense", "sparse"]),
+    default=None,
+    help="How passages are retrieved (default: the server's RAGQ_SEARCH_MODE).",
+)
+def ask(question: str, top_k: int, mode: str | None) -> None:
     """Ask a question; the answer streams, then its numbered sources."""
+    _exit_with(lambda url, key: client.ask(url, question, top_k, mode, api_key=key))
+
+
+def _api_key(settings: Settings) -> str:
+    """RAGQ_API_KEY, else the development key `ragq up` wrote under the data folder."""
+    if settings.api_key:
+        return settings.api_key
+    with contextlib.suppress(OSError):
+        return settings.key_file.read_text().strip()
+    return ""
+
+
+def _exit_with(action: Callable[[str, str], int]) -> NoReturn:
+    """Run a client action against the API and exit with its code; errors as one clear line."""
+    settings = get_settings()
+    base_url = settings.base_url
     try:
-        code = client.ask(get_settings().base_url, question, top_k)
-    except client.ClientError as exc:
+        code = action(base_url, _api_key(settings))
+    except (client.ClientError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     except httpx.TransportError as exc:
-        raise click.ClickException(
-            f"cannot reach the API at {get_settings().base_url}: {exc}"
-        ) from exc
+        raise click.ClickException(f"cannot reach the API at {base_url}: {exc}") from exc
     sys.exit(code)

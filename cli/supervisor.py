@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from common.apikeys import ensure_dev_key, open_redis
 from common.settings import Settings
 
 
@@ -55,10 +57,9 @@ def redis_command(port: int, folder: Path) -> list[str]:
 
 
 def worker_command(name: str, queues: list[str], concurrency: int) -> list[str]:
-    """A Celery worker on a thread pool (vLLM cannot start its engine under prefork children)."""
+    """A Celery worker; its thread pool comes from the app's `worker_pool` setting."""
     return [
         sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "--pool", "threads",
         "--concurrency", str(concurrency),
         "--queues", ",".join(queues),
         "--hostname", f"{name}@%h",
@@ -85,9 +86,15 @@ def api_command(settings: Settings) -> list[str]:
     ]  # fmt: skip
 
 
+RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+STOP_MARGIN_S = 10.0
+STABLE_AFTER_S = 60.0
+
+
 @dataclass
 class Supervisor:
-    """Starts the children, waits until the API is ready, and stops them all together."""
+    """Starts the children, waits until the API is ready, restarts a child that dies (with
+    backoff), and stops them all together."""
 
     settings: Settings
     logs: Path
@@ -95,18 +102,89 @@ class Supervisor:
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     metrics: dict[str, int] = field(default_factory=dict)
     redis_url: str = ""
+    api_key: str = ""
+    api_key_created: bool = False
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)
+    _started_at: dict[str, float] = field(default_factory=dict)
+    _due: dict[str, float] = field(default_factory=dict)
+    _streak: dict[str, int] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _watcher: threading.Thread | None = None
 
     def start(self, name: str, command: list[str], **env: str) -> None:
         """Start one child with its output in logs/NAME.log."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        log = (self.logs / f"{name}.log").open("ab")
-        self.children[name] = subprocess.Popen(
-            command,
-            env={**self.env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self._lock, (self.logs / f"{name}.log").open("ab") as log:
+            self.commands[name] = (command, env)
+            self.children[name] = subprocess.Popen(
+                command,
+                env={**self.env, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self._started_at[name] = time.monotonic()
+
+    def keep_alive(self) -> list[str]:
+        """Restart the children that died (not those held), each after its backoff; their names.
+
+        The dead child's process group is killed first, so a grandchild it left behind (vLLM's
+        engine process) does not hold the memory or the port the new one needs. The backoff
+        grows with each quick death (1 s … 30 s) and resets once a child has run a minute.
+        """
+        restarted = []
+        with self._lock:
+            for name, child in list(self.children.items()):
+                if name in self.held or child.poll() is None or self._stopping.is_set():
+                    continue
+                now = time.monotonic()
+                if name not in self._due:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(child.pid, signal.SIGKILL)
+                    quick = now - self._started_at.get(name, now) < STABLE_AFTER_S
+                    streak = self._streak.get(name, 0) if quick else 0
+                    self._streak[name] = streak + 1
+                    delay = RESTART_BACKOFF_S[min(streak, len(RESTART_BACKOFF_S) - 1)]
+                    self._due[name] = now + delay
+                    print(
+                        f"ragq: {name} exited with code {child.returncode}; "
+                        f"restarting in {delay:g} s",
+                        file=sys.stderr,
+                    )
+                if now >= self._due[name]:
+                    del self._due[name]
+                    command, env = self.commands[name]
+                    self.start(name, command, **env)
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    restarted.append(name)
+        return restarted
+
+    def watch(self, every: float = 0.5) -> None:
+        """Keep the children alive from a background thread until `stop`."""
+
+        def loop() -> None:
+            while not self._stopping.wait(every):
+                self.keep_alive()
+
+        self._watcher = threading.Thread(target=loop, name="ragq-supervisor", daemon=True)
+        self._watcher.start()
+
+    def stop_child(self, name: str) -> None:
+        """Stop one child (SIGTERM, then its group) and keep it stopped until `resume`."""
+        with self._lock:
+            self.held.add(name)
+            child = self.children[name]
+        self._terminate([child])
+
+    def resume(self, name: str) -> None:
+        """Start a child stopped by `stop_child` again, with the same command."""
+        with self._lock:
+            self.held.discard(name)
+            command, env = self.commands[name]
+            self.start(name, command, **env)
 
     def start_all(self) -> str:
         """Start Redis if needed, the CPU worker, the llm worker and the API; the Redis URL."""
@@ -118,16 +196,33 @@ class Supervisor:
             url = f"redis://127.0.0.1:{port}/0"
             self.env["RAGQ_REDIS_URL"] = url
             self._wait(lambda: redis_answers(url), 30, "redis")
-        # The embedded vector store belongs to one process: one CPU worker serves both queues.
-        cpu = worker_command("cpu", ["ingest", "query"], s.cpu_worker_concurrency)
+        self.ensure_api_key(url)
+        # The embedded vector store belongs to one process: one CPU worker serves both queues,
+        # and webhook deliveries (short I/O tasks) ride along on its thread pool.
+        cpu = worker_command("cpu", ["ingest", "query", "webhooks"], s.cpu_worker_concurrency)
         llm = worker_command("llm", ["llm"], s.llm_worker_concurrency)
         self.metrics = {"cpu-worker": free_port(), "llm-worker": free_port()}
-        self.start("cpu-worker", cpu, RAGQ_METRICS_PORT=str(self.metrics["cpu-worker"]))
-        self.start("llm-worker", llm, RAGQ_METRICS_PORT=str(self.metrics["llm-worker"]))
+        # SIGTERM starts Celery's soft shutdown: drain for the grace period, then requeue.
+        drain = {"REMAP_SIGTERM": "SIGQUIT"}
+        self.start("cpu-worker", cpu, RAGQ_METRICS_PORT=str(self.metrics["cpu-worker"]), **drain)
+        self.start("llm-worker", llm, RAGQ_METRICS_PORT=str(self.metrics["llm-worker"]), **drain)
         self.start("api", api_command(s))
         if s.flower_port:
             self.start("flower", flower_command(s))
         return url
+
+    def ensure_api_key(self, redis_url: str) -> None:
+        """Outside production, store the development key (tenant `default`) if it is missing
+        and write it to the key file that `ragq` commands read."""
+        if self.settings.environment == "production":
+            return
+        client = open_redis(redis_url)
+        try:
+            self.api_key, self.api_key_created = ensure_dev_key(
+                client, self.settings.key_file, self.settings.dev_api_key
+            )
+        finally:
+            client.close()
 
     def _wait(self, ready: object, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -163,16 +258,25 @@ class Supervisor:
         Each child leads its own process group; the group is killed at the end so that
         grandchildren (vLLM's engine process) never outlive their worker.
         """
-        order = ["api", "flower", "cpu-worker", "llm-worker", "redis"]
-        for name in order:
-            child = self.children.get(name)
-            if child is None:
-                continue
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        front = ["api", "flower"]
+        workers = [n for n in self.children if n not in front and n != "redis"]
+        for stage in (front, workers, ["redis"]):
+            self._terminate([self.children[n] for n in stage if n in self.children])
+
+    def _terminate(self, children: list[subprocess.Popen[bytes]]) -> None:
+        """SIGTERM the children together, wait for them (workers drain), then kill the groups."""
+        for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(self.settings.shutdown_grace_s)
-            with contextlib.suppress(ProcessLookupError):
+        # The workers' soft shutdown lasts up to the grace period; then they requeue and exit.
+        deadline = time.monotonic() + self.settings.shutdown_grace_s + STOP_MARGIN_S
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(max(0.0, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait()
 
@@ -198,6 +302,7 @@ def running(settings: Settings, env: dict[str, str], timeout: float = 600) -> It
         for log in sorted(logs.glob("*.log")):
             print(f"----- {log.name}\n{_tail(log)}", file=sys.stderr)
         raise
+    supervisor.watch()
     try:
         yield supervisor
     finally:

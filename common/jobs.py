@@ -8,13 +8,14 @@ written together or not at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
+from common.liveness import holder_alive, process_instance
 from common.schemas import (
     ACTIVE,
     FINISHED,
@@ -28,8 +29,12 @@ from common.schemas import (
 from common.telemetry import JOB_QUEUE_WAIT, JOB_RUN_TIME, JOBS_FINISHED, TASK_RETRIES
 
 PREFIX = "ragq"
+# Jobs not yet finished, scored by creation time (epoch seconds): what the reconciler checks.
+ACTIVE_JOBS_KEY = f"{PREFIX}:jobs:active"
+# Webhook outbox: job ids whose completion webhook is due, scored by when (epoch seconds).
+WEBHOOKS_DUE_KEY = f"{PREFIX}:webhooks:due"
 
-# KEYS: job hash, event stream.
+# KEYS: job hash, event stream, webhook outbox (common.webhooks).
 # ARGV: allowed statuses (comma separated, empty = any), ttl seconds, number of fields n,
 #       n field/value pairs, then event name/data pairs.
 UPDATE_SCRIPT = """
@@ -52,6 +57,17 @@ while i < #ARGV do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+-- A job with a webhook that just finished enters the webhook outbox in this same script, so
+-- the delivery is never lost between the transition and its dispatch.
+if KEYS[3] and (cur == 'queued' or cur == 'running') then
+  local now = redis.call('HGET', KEYS[1], 'status')
+  local url = redis.call('HGET', KEYS[1], 'webhook_url')
+  if url and url ~= '' and (now == 'succeeded' or now == 'failed' or now == 'cancelled') then
+    local t = redis.call('TIME')
+    local at = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+    redis.call('ZADD', KEYS[3], 'NX', at, redis.call('HGET', KEYS[1], 'job_id'))
+  end
+end
 return 1
 """
 
@@ -135,7 +151,9 @@ def record_from_hash(raw: Mapping[str, str]) -> JobRecord:
         started_at=raw.get("started_at") or None,
         finished_at=raw.get("finished_at") or None,
         document_id=raw.get("document_id") or None,
+        webhook_url=raw.get("webhook_url") or None,
         attempts=int(raw.get("attempts", 0)),
+        worker=raw.get("worker") or None,
     )
 
 
@@ -170,11 +188,12 @@ def status_update(
 class JobStore:
     """Synchronous access to job records and events, as the workers use it."""
 
-    def __init__(self, url: str, ttl_s: int, max_attempts: int = 3) -> None:
+    def __init__(self, url: str, ttl_s: int, max_attempts: int = 3, instance: str = "") -> None:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         self._binary = redis.Redis.from_url(url)
         self.ttl_s = ttl_s
         self.max_attempts = max_attempts
+        self.instance = instance or process_instance()
         self._update = self.redis.register_script(UPDATE_SCRIPT)
 
     def raw(self, job_id: str) -> dict[str, str]:
@@ -191,34 +210,104 @@ class JobStore:
         value = self.redis.hget(job_key(job_id), "status")
         return JobStatus(value) if value else None  # type: ignore[arg-type]
 
+    def _keys(self, job_id: str) -> list[str]:
+        return [job_key(job_id), events_key(job_id), WEBHOOKS_DUE_KEY]
+
     def apply(self, job_id: str, update: Update) -> bool:
         """Apply a conditional change; False when the job's status did not allow it."""
-        keys = [job_key(job_id), events_key(job_id)]
+        keys = self._keys(job_id)
         return int(self._update(keys=keys, args=update.script_args(self.ttl_s))) == 1
 
-    def start(self, job_id: str, worker: str) -> bool:
-        """Move a queued (or re-delivered running) job to running; False if it should not run.
+    def _apply_watched(
+        self, job_id: str, decide: Callable[[dict[str, str]], Update | None]
+    ) -> tuple[dict[str, str], Update | None]:
+        """Apply the change `decide` makes of the record unless the record changed meanwhile.
 
-        A job delivered more than `max_attempts` times (its worker died each time) fails as
+        Returns the record read and the change applied (None when `decide` declined or a
+        concurrent writer won: that writer is then the one that acts on the job).
+        """
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(job_key(job_id))
+                raw: dict[str, str] = pipe.hgetall(job_key(job_id))  # type: ignore[assignment]
+                update = decide(raw) if raw else None
+                if update is None:
+                    return raw, None
+                pipe.multi()
+                self._update(
+                    keys=self._keys(job_id), args=update.script_args(self.ttl_s), client=pipe
+                )
+                (applied,) = pipe.execute()
+            except redis.WatchError:
+                return {}, None
+        return raw, update if int(applied) == 1 else None
+
+    def _claimable(self, raw: Mapping[str, str], handoff: bool) -> bool:
+        status = raw.get("status")
+        if status == JobStatus.QUEUED:
+            return not handoff
+        if status != JobStatus.RUNNING:
+            return False
+        holder = raw.get("worker_instance", "")
+        return not (holder and holder_alive(self.redis, raw.get("worker", ""), holder))
+
+    def start(self, job_id: str, worker: str, *, handoff: bool = False) -> bool:
+        """Claim a job for this worker process; False if it should not run here.
+
+        A queued job, or a running one whose holder is gone (a re-delivery), is claimed and its
+        attempt counter goes up. A running job that a live worker holds is left alone, so a
+        message that comes back late (the broker's visibility timeout, the reconciler) never
+        runs the job twice. `handoff` is the next stage of a running job (generation after
+        retrieval): taking a job its previous stage handed over is not a new attempt. A job
+        delivered more than `max_attempts` times (its worker died each time) fails as
         `poison_job` instead of taking down yet another worker.
         """
-        raw = self.raw(job_id)
-        if not raw:
+        poisoned: list[int] = []
+
+        def decide(raw: dict[str, str]) -> Update | None:
+            if not self._claimable(raw, handoff):
+                return None
+            continuing = handoff and raw.get("released") == "handoff"
+            attempts = int(raw.get("attempts", 0)) + (0 if continuing else 1)
+            if attempts > self.max_attempts:
+                poisoned.append(attempts)
+                return None
+            fields = {
+                "attempts": str(attempts),
+                "worker": worker,
+                "worker_instance": self.instance,
+                "released": "",
+            }
+            if continuing:
+                return Update(frozenset({JobStatus.RUNNING}), fields)
+            return status_update(raw, JobStatus.RUNNING, ACTIVE, extra=fields)
+
+        raw, update = self._apply_watched(job_id, decide)
+        if poisoned:
+            self.fail(job_id, "poison_job", f"the job's worker was lost {poisoned[0] - 1} times")
             return False
-        attempts = int(raw.get("attempts", 0)) + 1
-        if attempts > self.max_attempts:
-            self.fail(job_id, "poison_job", f"the job's worker was lost {attempts - 1} times")
+        if update is None:
             return False
-        update = status_update(
-            raw, JobStatus.RUNNING, ACTIVE, extra={"attempts": str(attempts), "worker": worker}
-        )
-        if not self.apply(job_id, update):
-            return False
-        if attempts == 1:
+        attempts = int(update.fields["attempts"])
+        if raw.get("status") == JobStatus.QUEUED and attempts == 1:
             JOB_QUEUE_WAIT.labels(raw["kind"]).observe(seconds_since(raw["created_at"]))
-        else:
+        elif raw.get("released") != "handoff":
             TASK_RETRIES.labels(raw["kind"]).inc()
         return True
+
+    def release(self, job_id: str, reason: str, holder: str | None = None) -> bool:
+        """Leave a running job held by no worker: handed to its next stage, or re-enqueued.
+
+        With `holder`, only if that worker instance still holds it (the reconciler's check).
+        """
+
+        def decide(raw: dict[str, str]) -> Update | None:
+            if holder is not None and raw.get("worker_instance", "") != holder:
+                return None
+            fields = {"worker_instance": "", "released": reason, "enqueued_at": now_iso()}
+            return Update(frozenset({JobStatus.RUNNING}), fields)
+
+        return self._apply_watched(job_id, decide)[1] is not None
 
     def finish(
         self,
@@ -234,6 +323,7 @@ class JobStore:
             return False
         if not self.apply(job_id, status_update(raw, to, ACTIVE, result=result, error=error)):
             return False
+        self.redis.zrem(ACTIVE_JOBS_KEY, job_id)
         JOBS_FINISHED.labels(raw["kind"], to.value).inc()
         if raw.get("started_at"):
             JOB_RUN_TIME.labels(raw["kind"]).observe(seconds_since(raw["started_at"]))

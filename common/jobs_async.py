@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
@@ -9,7 +10,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from common.jobs import (
+    ACTIVE_JOBS_KEY,
     UPDATE_SCRIPT,
+    WEBHOOKS_DUE_KEY,
     Update,
     blob_key,
     dumps,
@@ -60,6 +63,7 @@ class AsyncJobStore:
             )
             pipe.expire(job_key(job_id), self.ttl_s)
             pipe.expire(events_key(job_id), self.ttl_s)
+            pipe.zadd(ACTIVE_JOBS_KEY, {job_id: time.time()})
             if blob is not None:
                 pipe.set(blob_key(job_id), blob, ex=self.ttl_s)
             if also is not None:
@@ -70,6 +74,7 @@ class AsyncJobStore:
     async def discard(self, job_id: str) -> None:
         """Remove a job that could not be enqueued, so nothing is left half-written."""
         await self.redis.delete(job_key(job_id), events_key(job_id), blob_key(job_id))
+        await self.redis.zrem(ACTIVE_JOBS_KEY, job_id)
 
     async def raw(self, job_id: str) -> dict[str, str]:
         """The job's hash (empty if it does not exist)."""
@@ -84,7 +89,7 @@ class AsyncJobStore:
 
     async def apply(self, job_id: str, update: Update) -> bool:
         """Apply a conditional change; False when the job's status did not allow it."""
-        keys = [job_key(job_id), events_key(job_id)]
+        keys = [job_key(job_id), events_key(job_id), WEBHOOKS_DUE_KEY]
         return int(await self._update(keys=keys, args=update.script_args(self.ttl_s))) == 1
 
     async def cancel(self, job_id: str) -> bool:
@@ -94,6 +99,7 @@ class AsyncJobStore:
             return False
         if not await self.apply(job_id, status_update(raw, JobStatus.CANCELLED, ACTIVE)):
             return False
+        await self.redis.zrem(ACTIVE_JOBS_KEY, job_id)
         JOBS_FINISHED.labels(raw["kind"], JobStatus.CANCELLED.value).inc()
         return True
 

@@ -1,11 +1,29 @@
-"""Worker liveness keys in Redis: each worker refreshes its own; readiness reads them."""
+"""Worker liveness keys in Redis: each worker refreshes its own; readiness reads them.
+
+A key also names the worker process's instance id, so a worker restarted under the same
+hostname is told apart from the one that died (the jobs that one held are orphans).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Iterable
 
+import redis
+
 WORKER_KEY_PREFIX = "ragq:worker:"
+
+_instance: tuple[int, str] | None = None
+
+
+def process_instance() -> str:
+    """A random id of this process, new in every process (and after a fork)."""
+    global _instance
+    if _instance is None or _instance[0] != os.getpid():
+        _instance = (os.getpid(), uuid.uuid4().hex)
+    return _instance[1]
 
 
 def worker_key(hostname: str) -> str:
@@ -13,11 +31,26 @@ def worker_key(hostname: str) -> str:
     return f"{WORKER_KEY_PREFIX}{hostname}"
 
 
-def worker_value(queues: Iterable[str], pid: int) -> str:
+def worker_value(queues: Iterable[str], pid: int, instance: str = "") -> str:
     """What a worker's liveness key holds."""
-    return json.dumps({"queues": sorted(queues), "pid": pid})
+    return json.dumps({"queues": sorted(queues), "pid": pid, "instance": instance})
 
 
 def served_queues(values: Iterable[str | bytes | None]) -> set[str]:
     """Queues that at least one of the announced workers consumes."""
     return {q for v in values if v for q in json.loads(v).get("queues", [])}
+
+
+def announced_instance(value: str | bytes | None) -> str | None:
+    """The instance id a liveness key's value names (None when the key is gone)."""
+    if not value:
+        return None
+    return str(json.loads(value).get("instance", ""))
+
+
+def holder_alive(client: redis.Redis, hostname: str, instance: str) -> bool:
+    """Whether the worker process that took a job still announces itself."""
+    if not hostname:
+        return False
+    announced = announced_instance(client.get(worker_key(hostname)))  # type: ignore[arg-type]
+    return announced is not None and (not instance or announced == instance)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain, pairwise
 from pathlib import PurePath
@@ -24,12 +24,13 @@ from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
 Format = Literal["text", "markdown", "html", "pdf"]
-ErrorCode = Literal["unsupported_format", "corrupt_file", "empty_document"]
+ErrorCode = Literal["unsupported_format", "corrupt_file", "empty_document", "document_too_complex"]
 
 _MESSAGES: dict[ErrorCode, str] = {
     "unsupported_format": "the file is not text, Markdown, HTML or PDF",
     "corrupt_file": "the file is damaged and cannot be read",
     "empty_document": "the document has no text",
+    "document_too_complex": "parsing the document needs more time or memory than allowed",
 }
 
 _SNIFF_CHARS = 64 * 1024
@@ -103,10 +104,18 @@ def sniff(data: bytes, filename: str | None = None) -> Format:
     return _text_format(_decode(data), filename)
 
 
-def parse(data: bytes, filename: str | None = None) -> ParsedDocument:
-    """Parse uploaded bytes into text sections, or raise ParseError."""
+def parse(
+    data: bytes,
+    filename: str | None = None,
+    pdf_parser: Callable[[bytes], ParsedDocument] | None = None,
+) -> ParsedDocument:
+    """Parse uploaded bytes into text sections, or raise ParseError.
+
+    `pdf_parser` replaces the in-process PDF parser (the workers parse PDFs in a bounded child
+    process, `common.pdf_sandbox`).
+    """
     if _is_pdf(data):
-        return _parse_pdf(data)
+        return (pdf_parser or _parse_pdf)(data)
     text = _decode(data)
     fmt = _text_format(text, filename)
     if fmt == "html":

@@ -7,6 +7,31 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+MetadataValue = str | int | float | bool
+
+
+class SearchMode(StrEnum):
+    """Which vectors a search ranks by: both fused, the dense one, or the sparse one."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    SPARSE = "sparse"
+
+
+class SearchFusion(StrEnum):
+    """How a hybrid search merges its dense and sparse candidates."""
+
+    RRF = "rrf"
+    DBSF = "dbsf"
+
+
+class SearchFilter(BaseModel):
+    """Conditions a retrieved chunk meets: one of the ids, one of the titles, these metadata."""
+
+    document_ids: list[str] | None = Field(default=None, max_length=1000)
+    titles: list[str] | None = Field(default=None, max_length=1000)
+    metadata: dict[str, MetadataValue] | None = Field(default=None, max_length=32)
+
 
 class JobKind(StrEnum):
     """What a job does."""
@@ -14,6 +39,7 @@ class JobKind(StrEnum):
     INGEST = "ingest"
     ANSWER = "answer"
     DELETE = "delete"
+    REINDEX = "reindex"
 
 
 class JobStatus(StrEnum):
@@ -41,6 +67,7 @@ class EventName(StrEnum):
     STATUS = "status"
     PROGRESS = "progress"
     TOKEN = "token"
+    PASSAGES = "passages"
     CITATIONS = "citations"
     DONE = "done"
     ERROR = "error"
@@ -61,7 +88,7 @@ class Progress(BaseModel):
 
 
 class Citation(BaseModel):
-    """A passage given to the model, numbered by its position in the list."""
+    """A retrieved passage: one the answer's model was given, or a search hit."""
 
     document_id: str
     title: str
@@ -69,6 +96,11 @@ class Citation(BaseModel):
     score: float
     source: str | None = None
     page: int | None = None
+    cited: bool | None = Field(
+        default=None,
+        description="In an answer: whether the answer cites it; cited passages come first, "
+        "numbered as the answer's [n] markers, then those only retrieved.",
+    )
 
 
 class Usage(BaseModel):
@@ -109,4 +141,10 @@ class JobRecord(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     document_id: str | None = None
-    attempts: int = 0
+    webhook_url: str | None = Field(
+        default=None, description="Where the final record is POSTed when the job finishes."
+    )
+    attempts: int = Field(
+        default=0, description="Deliveries to a worker; more than one means a worker was lost."
+    )
+    worker: str | None = Field(default=None, description="The last worker that held the job.")

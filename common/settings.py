@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from common.schemas import SearchFusion, SearchMode
 
 Environment = Literal["development", "production"]
 
@@ -34,6 +37,19 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_question_chars: int = Field(default=2000, ge=1)
     max_top_k: int = Field(default=20, ge=1)
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_batch_files: int = Field(default=100, ge=1)
+    # Per-tenant request rate: at most rate_limit_requests per rate_limit_window_s (0: off).
+    rate_limit_requests: int = Field(default=600, ge=0)
+    rate_limit_window_s: int = Field(default=60, ge=1)
+    # Backpressure: job-creating requests answer 429 while their queue holds more messages.
+    max_queue_depth: int = Field(default=10000, ge=0)
+    backpressure_retry_after_s: int = Field(default=5, ge=1)
+
+    # API keys: the development key `ragq up` stores (tenant "default") when set; the key
+    # `ragq` commands send (default: the key file `ragq up` writes under data_dir).
+    dev_api_key: str = ""
+    api_key: str = ""
 
     # Vector store: empty URL means the embedded store under data_dir.
     qdrant_url: str = ""
@@ -45,6 +61,18 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(default=64, ge=1)
     chunk_tokens: int = Field(default=200, ge=16)
     chunk_overlap_tokens: int = Field(default=40, ge=0)
+    # A PDF is parsed in a child process under these bounds (a decompression bomb fails its job).
+    pdf_parse_timeout_s: float = Field(default=60.0, gt=0.0)
+    pdf_parse_memory_mib: int = Field(default=1024, ge=128)
+
+    # Retrieval.
+    search_mode: SearchMode = SearchMode.HYBRID
+    search_fusion: SearchFusion = SearchFusion.DBSF
+    max_search_k: int = Field(default=100, ge=1)
+    search_timeout_s: float = Field(default=10.0, gt=0.0)
+    # A sentence-transformers CrossEncoder folder; empty means no re-ranking stage.
+    rerank_model: str = ""
+    rerank_candidates: int = Field(default=50, ge=1)
 
     # Generation.
     llm_model: str = ""
@@ -60,6 +88,17 @@ class Settings(BaseSettings):
     llm_cpu_kvcache_gib: int = Field(default=2, ge=1)
     answer_deadline_s: float = Field(default=300.0, gt=0.0)
 
+    # Webhooks: delay before each attempt (the first counts from the job's end, each other from
+    # the previous attempt), +/- a jitter fraction; private networks an operator allows.
+    webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
+        default=[0, 5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1
+    )
+    webhook_jitter: float = Field(default=0.2, ge=0.0, lt=1.0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0.0)
+    webhook_poll_s: float = Field(default=1.0, gt=0.0)
+    webhook_secret_grace_s: int = Field(default=24 * 3600, ge=0)
+    webhook_allow_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default=[])
+
     # Operations.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     flower_port: int = Field(default=5555, ge=0, le=65535)
@@ -70,6 +109,23 @@ class Settings(BaseSettings):
     cpu_worker_concurrency: int = Field(default=8, ge=1)
     worker_heartbeat_s: float = Field(default=5.0, gt=0.0)
 
+    # Delivery: the reconciler re-enqueues jobs a dead worker held, or whose message was lost.
+    reconcile_interval_s: float = Field(default=15.0, gt=0.0)
+    reconcile_stale_s: float = Field(default=300.0, gt=0.0)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    idempotency_wait_s: float = Field(default=10.0, ge=0.0)
+
+    @field_validator("webhook_retry_schedule_s", "webhook_allow_networks", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """Accept a comma-separated environment value (or a JSON list)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
@@ -78,6 +134,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "production mode needs RAGQ_QDRANT_URL: the embedded store serves one process only"
             )
+        if self.environment == "production" and self.dev_api_key:
+            raise ValueError("production mode refuses RAGQ_DEV_API_KEY: create real keys instead")
         if self.environment == "production" and self.flower_basic_auth == "ragq:ragq":
             raise ValueError("production mode needs RAGQ_FLOWER_BASIC_AUTH (not the default)")
         return self
@@ -86,6 +144,11 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """URL clients use to reach the API."""
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def key_file(self) -> Path:
+        """Where `ragq up` writes the development key for `ragq` commands."""
+        return self.data_dir / "api-key"
 
     @property
     def vector_path(self) -> Path:

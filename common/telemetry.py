@@ -42,6 +42,17 @@ LLM_TTFT = Histogram(
 INGEST_CHUNKS = Counter("ragq_ingest_chunks_total", "Chunks embedded and stored.")
 TASK_FAILURES = Counter("ragq_task_failures_total", "Tasks that raised.", ["task"])
 TASK_RETRIES = Counter("ragq_task_retries_total", "Tasks redelivered or retried.", ["task"])
+RECONCILED = Counter(
+    "ragq_reconciled_jobs_total",
+    "Jobs the reconciler re-enqueued or failed (lost worker or lost message).",
+    ["kind", "action"],
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "ragq_webhook_attempts_total", "Webhook delivery attempts by outcome.", ["outcome"]
+)
+WEBHOOK_DURATION = Histogram(
+    "ragq_webhook_attempt_seconds", "Duration of one webhook POST.", buckets=LATENCY_BUCKETS
+)
 
 METRIC_NAMES = frozenset(
     {
@@ -59,5 +70,8 @@ METRIC_NAMES = frozenset(
         "ragq_ingest_chunks_total",
         "ragq_task_failures_total",
         "ragq_task_retries_total",
+        "ragq_reconciled_jobs_total",
+        "ragq_webhook_attempts_total",
+        "ragq_webhook_attempt_seconds",
     }
 )

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -22,6 +21,7 @@ import qdrant_edge as edge
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from common.schemas import MetadataValue, SearchFilter, SearchFusion, SearchMode
 from common.sparse import SparseVector
 
 if TYPE_CHECKING:
@@ -34,31 +34,13 @@ DOCUMENT_ID = "document_id"
 TITLE = "title"
 METADATA = "metadata"
 
-# Each side of a hybrid search hands this many candidates, at least, to the fusion. Hybrid search
-# fuses them by distribution-based score fusion (DBSF): each side's scores are scaled by their
-# mean and spread, then added. On BEIR SciFact it beats reciprocal rank fusion, has no parameter
-# to tune, and breaks no ties at random, which rank fusion of two lists does at every rank.
+# Each side of a hybrid search hands this many candidates, at least, to the fusion: reciprocal
+# rank fusion (sum of 1 / (k + rank)) or distribution-based score fusion (each side's scores
+# scaled by their mean and spread, then added); bench/retrieval.py compares them.
 PREFETCH_MIN = 100
 PREFETCH_FACTOR = 4
-
-MetadataValue = str | int | float | bool
-
-
-class SearchMode(StrEnum):
-    """Which vectors a search ranks by: both fused, the dense one, or the sparse one."""
-
-    HYBRID = "hybrid"
-    DENSE = "dense"
-    SPARSE = "sparse"
-
-
-@dataclass(frozen=True)
-class SearchFilter:
-    """Conditions a hit must all meet: one of the documents, one of the titles, these metadata."""
-
-    document_ids: Sequence[str] | None = None
-    titles: Sequence[str] | None = None
-    metadata: Mapping[str, MetadataValue] | None = None
+RRF_K = 60
+SCROLL_PAGE = 256
 
 
 @dataclass(frozen=True)
@@ -105,12 +87,17 @@ class VectorStore(Protocol):
         sparse: SparseVector | None = None,
         mode: SearchMode = SearchMode.DENSE,
         filter: SearchFilter | None = None,
+        fusion: SearchFusion = SearchFusion.DBSF,
     ) -> list[SearchHit]:
-        """Best chunks of the tenant by `mode`, best first, among those meeting every condition."""
+        """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter."""
         ...
 
     def count(self, tenant: str, document_id: str | None = None) -> int:
         """Exact number of chunks of the tenant, or of one of its documents."""
+        ...
+
+    def chunks(self, tenant: str, document_id: str) -> list[SearchHit]:
+        """Every chunk of one document of one tenant (score 0), in no particular order."""
         ...
 
     def close(self) -> None:
@@ -219,7 +206,14 @@ def _edge_point(point: ChunkPoint) -> edge.Point:
     return edge.Point(point.id, vectors, point.payload)
 
 
-def _edge_query(search: _Search) -> edge.QueryRequest:
+def _edge_fusion(fusion: SearchFusion) -> edge.Fusion:
+    # Fusion.Rrf and Fusion.Dbsf subclass Fusion, which the package's stubs do not say.
+    if fusion is SearchFusion.RRF:
+        return cast(edge.Fusion, edge.Fusion.Rrf(k=RRF_K))
+    return cast(edge.Fusion, edge.Fusion.Dbsf())
+
+
+def _edge_query(search: _Search, fusion: SearchFusion) -> edge.QueryRequest:
     flt = _edge_filter(search.conditions)
     # IDF statistics over the tenant's chunks only, as if it had a collection of its own.
     params = edge.SearchParams(idf=edge.IdfParams(corpus=_edge_filter(search.conditions[:1])))
@@ -236,8 +230,7 @@ def _edge_query(search: _Search) -> edge.QueryRequest:
                 edge.Prefetch(limit=search.prefetch_limit, query=dense, filter=flt),
                 edge.Prefetch(limit=search.prefetch_limit, query=sparse, filter=flt, params=params),
             ],
-            # Fusion.Dbsf subclasses Fusion, which the package's stubs do not say.
-            query=cast(edge.Fusion, edge.Fusion.Dbsf()),
+            query=_edge_fusion(fusion),
             with_payload=True,
         )
     if search.mode is SearchMode.SPARSE:
@@ -316,12 +309,13 @@ class EdgeStore:
         sparse: SparseVector | None = None,
         mode: SearchMode = SearchMode.DENSE,
         filter: SearchFilter | None = None,
+        fusion: SearchFusion = SearchFusion.DBSF,
     ) -> list[SearchHit]:
-        """Best chunks of the tenant by `mode`, best first, among those meeting every condition."""
+        """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter."""
         search = _plan(tenant, vector, limit, document_ids, sparse, mode, filter)
         if search is None:
             return []
-        points = self._opened().query(_edge_query(search))
+        points = self._opened().query(_edge_query(search, fusion))
         return [SearchHit(str(p.id), p.score, dict(p.payload or {})) for p in points]
 
     def count(self, tenant: str, document_id: str | None = None) -> int:
@@ -330,6 +324,20 @@ class EdgeStore:
         if document_id is not None:
             conditions.append((DOCUMENT_ID, [document_id]))
         return self._opened().count(edge.CountRequest(exact=True, filter=_edge_filter(conditions)))
+
+    def chunks(self, tenant: str, document_id: str) -> list[SearchHit]:
+        """Every chunk of one document of one tenant (score 0), in no particular order."""
+        flt = _edge_filter([(TENANT, tenant), (DOCUMENT_ID, [document_id])])
+        found: list[SearchHit] = []
+        offset: edge.PointId | None = None
+        while True:
+            request = edge.ScrollRequest(
+                offset=offset, limit=SCROLL_PAGE, filter=flt, with_payload=True, with_vector=False
+            )
+            records, offset = self._opened().scroll(request)
+            found.extend(SearchHit(str(r.id), 0.0, dict(r.payload or {})) for r in records)
+            if offset is None:
+                return found
 
     def close(self) -> None:
         """Flush and close the shard, releasing its folder for another process."""
@@ -382,7 +390,13 @@ def _server_point(point: ChunkPoint) -> models.PointStruct:
     return models.PointStruct(id=point.id, vector=vectors, payload=point.payload)
 
 
-def _server_query(search: _Search) -> dict[str, Any]:
+def _server_fusion(fusion: SearchFusion) -> models.Query:
+    if fusion is SearchFusion.RRF:
+        return models.RrfQuery(rrf=models.Rrf(k=RRF_K))
+    return models.FusionQuery(fusion=models.Fusion.DBSF)
+
+
+def _server_query(search: _Search, fusion: SearchFusion) -> dict[str, Any]:
     """Keyword arguments of `QdrantClient.query_points` for the search."""
     flt = _server_filter(search.conditions)
     # IDF statistics over the tenant's chunks only, as if it had a collection of its own.
@@ -403,7 +417,7 @@ def _server_query(search: _Search) -> dict[str, Any]:
                     limit=search.prefetch_limit,
                 ),
             ],
-            "query": models.FusionQuery(fusion=models.Fusion.DBSF),
+            "query": _server_fusion(fusion),
         }
     if search.mode is SearchMode.SPARSE:
         return {"query": sparse, "using": SPARSE, "query_filter": flt, "search_params": params}
@@ -476,14 +490,18 @@ class ServerStore:
         sparse: SparseVector | None = None,
         mode: SearchMode = SearchMode.DENSE,
         filter: SearchFilter | None = None,
+        fusion: SearchFusion = SearchFusion.DBSF,
     ) -> list[SearchHit]:
-        """Best chunks of the tenant by `mode`, best first, among those meeting every condition."""
+        """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter."""
         search = _plan(tenant, vector, limit, document_ids, sparse, mode, filter)
         if search is None:
             return []
         with self._lock:
             response = self._client.query_points(
-                self._collection, limit=limit, with_payload=True, **_server_query(search)
+                self._collection,
+                limit=limit,
+                with_payload=True,
+                **_server_query(search, fusion),
             )
         return [SearchHit(str(p.id), p.score, dict(p.payload or {})) for p in response.points]
 
@@ -495,6 +513,20 @@ class ServerStore:
         flt = _server_filter(conditions)
         with self._lock:
             return self._client.count(self._collection, count_filter=flt, exact=True).count
+
+    def chunks(self, tenant: str, document_id: str) -> list[SearchHit]:
+        """Every chunk of one document of one tenant (score 0), in no particular order."""
+        flt = _server_filter([(TENANT, tenant), (DOCUMENT_ID, [document_id])])
+        found: list[SearchHit] = []
+        offset: models.ExtendedPointId | None = None
+        while True:
+            with self._lock:
+                records, offset = self._client.scroll(
+                    self._collection, scroll_filter=flt, limit=SCROLL_PAGE, offset=offset
+                )
+            found.extend(SearchHit(str(r.id), 0.0, dict(r.payload or {})) for r in records)
+            if offset is None:
+                return found
 
     def close(self) -> None:
         """Close the client."""

@@ -76,8 +76,9 @@ WORKDIR /home/ragq
 USER 10001:10001
 EXPOSE 9101 9102
 # The worker answers a ping over the broker once its models are loaded. WORKER_NODE is the
-# node-name prefix of the command: cpu (ingest, query) or llm (set it with the llm command).
+# node-name prefix of the command: cpu (ingest, query, webhooks) or llm (set it with the llm
+# command).
 HEALTHCHECK --interval=30s --timeout=20s --start-period=600s --retries=3 \
     CMD ["sh", "-c", "exec celery -A workers.celery_app inspect ping -d \"${WORKER_NODE}@${HOSTNAME}\" --timeout 5"]
-CMD ["celery", "-A", "workers.celery_app", "worker", "--pool", "threads", "--concurrency", "8", \
-     "--queues", "ingest,query", "--hostname", "cpu@%h", "--loglevel", "INFO"]
+CMD ["celery", "-A", "workers.celery_app", "worker", "--concurrency", "8", \
+     "--queues", "ingest,query,webhooks", "--hostname", "cpu@%h", "--loglevel", "INFO"]

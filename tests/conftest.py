@@ -28,6 +28,17 @@ class Service:
     env: dict[str, str]
     logs: Path
     metrics_ports: dict[str, int]
+    api_key: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header of the development key (tenant `default`)."""
+        return auth(self.api_key)
+
+
+def auth(api_key: str) -> dict[str, str]:
+    """An Authorization header for an API key."""
+    return {"Authorization": f"Bearer {api_key}"}
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +72,15 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "RAGQ_LLM_MAX_NUM_SEQS": "8",
         "RAGQ_WORKER_HEARTBEAT_S": "1",
         "RAGQ_FLOWER_PORT": str(free_port()),
+        # Tests poll hard; the rate limit has tests of its own (tests/api/test_limits.py).
+        "RAGQ_RATE_LIMIT_REQUESTS": "0",
+        # Small enough that tests/workers/test_pdf_bomb.py's 60 KB bomb passes it in seconds.
+        "RAGQ_PDF_PARSE_MEMORY_MIB": "256",
+        # Webhook receivers listen on 127.0.0.2 (tests/receiver.py); 127.0.0.1 stays refused.
+        "RAGQ_WEBHOOK_ALLOW_NETWORKS": "127.0.0.2/32",
+        "RAGQ_WEBHOOK_RETRY_SCHEDULE_S": "0,1,2,2",
+        "RAGQ_WEBHOOK_POLL_S": "0.2",
+        "RAGQ_WEBHOOK_TIMEOUT_S": "5",
         "HF_HUB_OFFLINE": "1",
     }
     with pytest.MonkeyPatch.context() as patch:
@@ -70,12 +90,18 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         env = dict(os.environ)
         with running(settings, env) as supervisor:
             yield Service(
-                settings.base_url, redis_url, settings, env, data / "logs", supervisor.metrics
+                settings.base_url,
+                redis_url,
+                settings,
+                env,
+                data / "logs",
+                supervisor.metrics,
+                supervisor.api_key,
             )
 
 
 @pytest.fixture
 def http(service: Service) -> Iterator[httpx.Client]:
     """An HTTP client on the running API."""
-    with httpx.Client(base_url=service.base_url, timeout=30) as client:
+    with httpx.Client(base_url=service.base_url, timeout=30, headers=service.headers) as client:
         yield client

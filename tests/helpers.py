@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tempfile
 import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -48,3 +54,72 @@ def ingest_text(http: httpx.Client, text: str, title: str) -> dict[str, Any]:
     record = wait_job(http, response.json()["job_id"])
     assert record["status"] == "succeeded", record
     return record
+
+
+@contextmanager
+def api_process(env: dict[str, str], port: int, timeout: float = 60) -> Iterator[str]:
+    """An extra API process (uvicorn) with this environment; its base URL once /healthz answers."""
+    command = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise AssertionError(f"the API exited: {log.read().decode(errors='replace')}")
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the API did not start"
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(20)
+
+
+def pdf_with_content(content: bytes) -> bytes:
+    """A one-page PDF whose page content stream (Flate-compressed) is `content`."""
+    stream = zlib.compress(content, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def text_pdf(text: str) -> bytes:
+    """A one-page PDF showing one line of text."""
+    return pdf_with_content(b"BT /F1 12 Tf 72 720 Td (%s) Tj ET" % text.encode("latin-1"))
+
+
+def memory_bomb_pdf(expanded_bytes: int = 60_000_000) -> bytes:
+    """A PDF of about 60 KB whose one text operator expands to `expanded_bytes` when parsed."""
+    return pdf_with_content(b"BT /F1 12 Tf 72 720 Td (" + b"y" * expanded_bytes + b") Tj ET")
+
+
+def time_bomb_pdf(operators: int = 400_000) -> bytes:
+    """A PDF of a few dozen KB with so many text operators that parsing takes many seconds."""
+    return pdf_with_content(b"BT /F1 12 Tf 72 720 Td (x) Tj ET\n" * operators)

@@ -15,14 +15,20 @@ QUEUES = (INGEST_QUEUE, QUERY_QUEUE, LLM_QUEUE, WEBHOOKS_QUEUE)
 
 INGEST_TASK = "ragq.ingest"
 DELETE_TASK = "ragq.delete_document"
+REINDEX_TASK = "ragq.reindex_document"
 RETRIEVE_TASK = "ragq.retrieve"
 GENERATE_TASK = "ragq.generate"
+SEARCH_TASK = "ragq.search"
+DELIVER_WEBHOOK_TASK = "ragq.deliver_webhook"
 
 ROUTES = {
     INGEST_TASK: INGEST_QUEUE,
     DELETE_TASK: INGEST_QUEUE,
+    REINDEX_TASK: INGEST_QUEUE,
     RETRIEVE_TASK: QUERY_QUEUE,
+    SEARCH_TASK: QUERY_QUEUE,
     GENERATE_TASK: LLM_QUEUE,
+    DELIVER_WEBHOOK_TASK: WEBHOOKS_QUEUE,
 }
 
 
@@ -43,6 +49,13 @@ def create_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # Stopping (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT as our deployments set) first
+        # lets running tasks finish for the grace period, then puts the unfinished ones back on
+        # their queues instead of leaving them to the visibility timeout.
+        worker_soft_shutdown_timeout=settings.shutdown_grace_s,
+        # Threads, since vLLM cannot start its engine under prefork children; this pool makes the
+        # drain above bounded (see workers.draining).
+        worker_pool="workers.draining:DrainingThreadPool",
         result_expires=settings.job_ttl_s,
         task_track_started=True,
         task_send_sent_event=True,
@@ -54,4 +67,11 @@ def create_app(settings: Settings) -> Celery:
 
 
 app = create_app(get_settings())
-app.conf.include = ["workers.ingest", "workers.query", "workers.llm", "workers.lifecycle"]
+app.conf.include = [
+    "workers.ingest",
+    "workers.reindex",
+    "workers.query",
+    "workers.llm",
+    "workers.lifecycle",
+    "workers.webhooks",
+]

@@ -6,13 +6,15 @@ import os
 import threading
 from collections.abc import Callable
 from functools import update_wrapper
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from common.jobs import JobStore
 from common.models import embedding_model_path, llm_model_path
 from common.settings import get_settings
+from common.sparse import SparseEncoder
 from common.vectorstore import VectorStore, open_store
 from workers.embedding import EmbeddingBatcher
+from workers.rerank import CrossEncoderReranker, Reranker
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -30,15 +32,17 @@ class process_singleton(Generic[T]):
         self._factory = factory
         self._lock = threading.Lock()
         self._value: T | None = None
+        self._built = False
         update_wrapper(self, factory)
 
     def __call__(self) -> T:
         """The object, built on first use."""
-        if self._value is None:
+        if not self._built:
             with self._lock:
-                if self._value is None:
+                if not self._built:
                     self._value = self._factory()
-        return self._value
+                    self._built = True
+        return cast(T, self._value)
 
     def existing(self) -> T | None:
         """The object if it was built, without building it."""
@@ -68,10 +72,23 @@ def batcher() -> EmbeddingBatcher:
 
 
 @process_singleton
+def sparse_encoder() -> SparseEncoder:
+    """The BM25 encoder of chunk and query terms."""
+    return SparseEncoder()
+
+
+@process_singleton
+def reranker() -> Reranker | None:
+    """The re-ranking stage if RAGQ_RERANK_MODEL names one, else None."""
+    path = get_settings().rerank_model
+    return CrossEncoderReranker(path) if path else None
+
+
+@process_singleton
 def vector_store() -> VectorStore:
     """The vector store, its collection sized for the embedding model."""
     store = open_store(get_settings())
-    dim = embedder().get_sentence_embedding_dimension()
+    dim = embedder().get_embedding_dimension()
     assert dim is not None
     store.ensure(dim)
     return store

@@ -19,12 +19,14 @@ from typing import Any
 from common.chunking import Chunk, chunk_sections
 from common.documents import DocumentStatus, content_key, doc_key, listing_key, lock_key
 from common.jobs import JobStore, now_iso
+from common.locks import worker_lock
 from common.parsing import ParseError, parse
+from common.pdf_sandbox import PdfLimits
 from common.schemas import ErrorInfo, IngestResult, JobStatus
 from common.settings import get_settings
 from common.telemetry import INGEST_CHUNKS
 from common.vectorstore import ChunkPoint
-from workers import engines
+from workers import draining, engines
 from workers.base import JobTask
 from workers.celery_app import DELETE_TASK, INGEST_TASK, app
 
@@ -40,10 +42,10 @@ def point_id(tenant: str, document_id: str, index: int) -> str:
 
 
 @contextmanager
-def document_lock(store: JobStore, tenant: str, document_id: str) -> Iterator[None]:
-    """Serialise the tasks that change one document."""
+def document_lock(store: JobStore, tenant: str, document_id: str, worker: str) -> Iterator[None]:
+    """Serialise the tasks that change one document (a dead worker's lock is broken)."""
     timeout = get_settings().visibility_timeout_s
-    with store.redis.lock(lock_key(tenant, document_id), timeout=timeout, blocking_timeout=timeout):
+    with worker_lock(store.redis, lock_key(tenant, document_id), worker, timeout, timeout):
         yield
 
 
@@ -59,6 +61,7 @@ def is_latest(store: JobStore, tenant: str, document_id: str, job_id: str) -> bo
 
 def _points(raw: dict[str, str], title: str, chunks: list[Chunk], vectors: Any) -> list[ChunkPoint]:
     metadata = json.loads(raw.get("metadata") or "{}")
+    encoder = engines.sparse_encoder()
     points = []
     for chunk, vector in zip(chunks, vectors, strict=True):
         payload: dict[str, Any] = {
@@ -73,7 +76,8 @@ def _points(raw: dict[str, str], title: str, chunks: list[Chunk], vectors: Any) 
         if chunk.page is not None:
             payload["page"] = chunk.page
         point = point_id(raw["tenant"], raw["document_id"], chunk.index)
-        points.append(ChunkPoint(point, vector.tolist(), payload))
+        sparse = encoder.encode_document(chunk.text)
+        points.append(ChunkPoint(point, vector.tolist(), payload, sparse))
     return points
 
 
@@ -85,7 +89,8 @@ def _register(store: JobStore, raw: dict[str, str], **fields: str) -> None:
 def _embed_and_store(store: JobStore, job_id: str, raw: dict[str, str], data: bytes) -> bool:
     """Ingest one document; False if it stopped because the job was cancelled."""
     settings = get_settings()
-    parsed = parse(data, raw.get("filename") or None)
+    limits = PdfLimits(settings.pdf_parse_timeout_s, settings.pdf_parse_memory_mib)
+    parsed = parse(data, raw.get("filename") or None, pdf_parser=limits)
     model = engines.embedder()
     chunks = list(
         chunk_sections(
@@ -100,6 +105,7 @@ def _embed_and_store(store: JobStore, job_id: str, raw: dict[str, str], data: by
     done = 0
     batches = iter(chunks)
     while batch := list(islice(batches, settings.embedding_batch_size)):
+        draining.check()
         if store.status(job_id) is not JobStatus.RUNNING:
             return False
         embedded = engines.batcher().encode([c.text for c in batch])
@@ -118,7 +124,7 @@ def ingest(self: JobTask, job_id: str) -> None:
     raw = store.raw(job_id)
     if not raw:
         return
-    with document_lock(store, raw["tenant"], raw["document_id"]):
+    with document_lock(store, raw["tenant"], raw["document_id"], self.request.hostname or "?"):
         if not is_latest(store, raw["tenant"], raw["document_id"], job_id):
             store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
             return
@@ -155,7 +161,7 @@ def delete_document(self: JobTask, job_id: str) -> None:
     if not raw:
         return
     tenant, document_id = raw["tenant"], raw["document_id"]
-    with document_lock(store, tenant, document_id):
+    with document_lock(store, tenant, document_id, self.request.hostname or "?"):
         if not is_latest(store, tenant, document_id, job_id):
             store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
             return

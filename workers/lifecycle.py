@@ -11,9 +11,9 @@ import redis
 from celery import signals
 from prometheus_client import start_http_server
 
-from common.liveness import worker_key, worker_value
+from common.liveness import process_instance, worker_key, worker_value
 from common.settings import get_settings
-from workers import engines
+from workers import engines, reconciler
 from workers.celery_app import INGEST_QUEUE, LLM_QUEUE, QUERY_QUEUE
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,10 @@ def _heartbeat(client: redis.Redis, key: str, value: str, every: float) -> None:
 
 @signals.worker_ready.connect
 def announce(sender: Any, **_: Any) -> None:
-    """Start writing this worker's heartbeat key (its queues, pid) every few seconds."""
+    """Start this worker's heartbeat (its queues, pid, instance) and its reconciler loop."""
     settings = get_settings()
     hostname = sender.hostname
-    value = worker_value(consumed_queues(sender.controller), os.getpid())
+    value = worker_value(consumed_queues(sender.controller), os.getpid(), process_instance())
     client = redis.Redis.from_url(settings.redis_url)
     threading.Thread(
         target=_heartbeat,
@@ -64,6 +64,7 @@ def announce(sender: Any, **_: Any) -> None:
         name="ragq-heartbeat",
         daemon=True,
     ).start()
+    reconciler.start_thread(engines.job_store(), sender.app, settings, _stop)
 
 
 @signals.worker_shutdown.connect

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from common.citations import MarkerRewriter
 from common.schemas import AnswerResult, Citation, EventName, JobStatus, Usage
 from common.settings import get_settings
 from common.telemetry import LLM_TOKENS, LLM_TTFT
-from workers import engines
+from workers import draining, engines
 from workers.base import JobTask
 from workers.celery_app import GENERATE_TASK, app
 from workers.llm_engine import Generation
@@ -26,6 +27,7 @@ class Streamer:
     job_id: str
     generation: Generation
     deadline: float
+    rewriter: MarkerRewriter
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
@@ -38,6 +40,9 @@ class Streamer:
         store = engines.job_store()
         last_flush = last_check = self.started
         while True:
+            if draining.stopping():
+                self.generation.abort()
+                draining.check()
             remaining = self.deadline - time.time()
             if remaining <= 0:
                 self.generation.abort()
@@ -53,8 +58,10 @@ class Streamer:
                 self.prompt_tokens = delta.prompt_tokens
             now = time.monotonic()
             finished = delta is not None and delta.finished
-            if self.pending and (finished or now - last_flush >= FLUSH_S):
-                text = "".join(self.pending)
+            if (self.pending or finished) and (finished or now - last_flush >= FLUSH_S):
+                text = self.rewriter.feed("".join(self.pending))
+                if finished:
+                    text += self.rewriter.finish()
                 self.pending.clear()
                 last_flush = last_check = now
                 if text and not store.emit(self.job_id, EventName.TOKEN, {"text": text}):
@@ -85,9 +92,9 @@ def generate(
 ) -> None:
     """Generate a running answer job's answer from its rendered prompt, streaming the tokens."""
     store = engines.job_store()
-    raw = store.raw(job_id)
-    if raw.get("status") != JobStatus.RUNNING:
+    if not store.start(job_id, worker=self.request.hostname or "?", handoff=True):
         return
+    raw = store.raw(job_id)
     settings = get_settings()
     deadline_s = float(raw.get("deadline_s") or settings.answer_deadline_s)
     deadline = datetime.fromisoformat(raw["created_at"]).timestamp() + deadline_s
@@ -98,15 +105,17 @@ def generate(
     generation = engines.llm().submit(
         request_id, prompt_ids, settings.llm_max_tokens, settings.llm_temperature
     )
-    streamer = Streamer(job_id, generation, deadline)
+    passages = [Citation.model_validate(c) for c in citations]
+    streamer = Streamer(job_id, generation, deadline, MarkerRewriter(len(passages)))
     outcome = streamer.run()
     if outcome == "deadline_exceeded":
         store.fail(job_id, outcome, f"the answer took longer than {deadline_s:g} s")
     elif outcome == "succeeded":
         result = AnswerResult(
             answer="".join(streamer.parts),
-            citations=[Citation.model_validate(c) for c in citations],
+            citations=streamer.rewriter.arrange(passages),
             usage=streamer.usage(),
         )
+        store.emit(job_id, EventName.CITATIONS, [c.model_dump() for c in result.citations])
         store.progress(job_id, 2, 2)
         store.finish(job_id, JobStatus.SUCCEEDED, result=result.model_dump())

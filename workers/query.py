@@ -1,32 +1,63 @@
-"""The `query` queue: embed the question, search, build the prompt, hand it to the llm queue."""
+"""The `query` queue: retrieve passages for an answer job or for a direct search."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from common import prompt
-from common.schemas import Citation, EventName
+from common.schemas import Citation, EventName, SearchFilter, SearchFusion, SearchMode
 from common.settings import get_settings
+from common.vectorstore import SearchHit
 from workers import engines
 from workers.base import JobTask
-from workers.celery_app import GENERATE_TASK, RETRIEVE_TASK, app
+from workers.celery_app import GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK, app
+
+REPLY_TTL_S = 60
 
 
-def search(tenant: str, question: str, top_k: int) -> list[Citation]:
-    """The tenant's chunks nearest to the question, best first."""
-    vector = engines.embedder().encode(
-        [question], normalize_embeddings=True, show_progress_bar=False
-    )[0]
-    hits = engines.vector_store().search(tenant, vector.tolist(), top_k)
-    return [
-        Citation(
-            document_id=hit.payload["document_id"],
-            title=hit.payload.get("title", ""),
-            text=hit.payload["text"],
-            score=hit.score,
-            source=hit.payload.get("source"),
-            page=hit.payload.get("page"),
+def _citation(hit: SearchHit) -> Citation:
+    return Citation(
+        document_id=hit.payload["document_id"],
+        title=hit.payload.get("title", ""),
+        text=hit.payload["text"],
+        score=hit.score,
+        source=hit.payload.get("source"),
+        page=hit.payload.get("page"),
+    )
+
+
+def search(
+    tenant: str,
+    query: str,
+    limit: int,
+    mode: SearchMode = SearchMode.HYBRID,
+    flt: SearchFilter | None = None,
+    fusion: SearchFusion | None = None,
+) -> list[Citation]:
+    """The tenant's chunks that best match the query, best first."""
+    settings = get_settings()
+    dense = sparse = None
+    if mode is not SearchMode.SPARSE:
+        encoded = engines.embedder().encode(
+            [query], normalize_embeddings=True, show_progress_bar=False
         )
-        for hit in hits
-    ]
+        dense = encoded[0].tolist()
+    if mode is not SearchMode.DENSE:
+        sparse = engines.sparse_encoder().encode_query(query)
+    reranker = engines.reranker()
+    candidates = max(limit, settings.rerank_candidates) if reranker else limit
+    hits = engines.vector_store().search(
+        tenant,
+        dense,
+        candidates,
+        sparse=sparse,
+        mode=mode,
+        filter=flt,
+        fusion=fusion or settings.search_fusion,
+    )
+    passages = [_citation(hit) for hit in hits]
+    return reranker.rerank(query, passages)[:limit] if reranker else passages
 
 
 @app.task(name=RETRIEVE_TASK, bind=True, base=JobTask)
@@ -37,7 +68,9 @@ def retrieve(self: JobTask, job_id: str) -> None:
         return
     settings = get_settings()
     raw = store.raw(job_id)
-    passages = search(raw["tenant"], raw["question"], int(raw["top_k"]))
+    flt = SearchFilter.model_validate_json(raw["filter"]) if raw.get("filter") else None
+    mode = SearchMode(raw.get("mode") or settings.search_mode)
+    passages = search(raw["tenant"], raw["question"], int(raw["top_k"]), mode, flt)
     # The prompt is rendered here, not in the llm worker, to keep that process's GIL for vLLM.
     ids, used = prompt.render(
         engines.llm_tokenizer(),
@@ -47,6 +80,38 @@ def retrieve(self: JobTask, job_id: str) -> None:
         settings.llm_max_tokens,
     )
     citations = [c.model_dump() for c in used]
-    store.emit(job_id, EventName.CITATIONS, citations)
+    store.emit(job_id, EventName.PASSAGES, citations)
     store.progress(job_id, 1, 2)
-    app.send_task(GENERATE_TASK, args=[job_id, ids, citations], task_id=f"{job_id}-generate")
+    # Released before the message goes, so the llm worker can claim the job as its holder.
+    if store.release(job_id, "handoff"):
+        app.send_task(GENERATE_TASK, args=[job_id, ids, citations], task_id=f"{job_id}-generate")
+
+
+@app.task(name=SEARCH_TASK, ignore_result=True)
+def search_task(request: dict[str, Any], reply_key: str) -> None:
+    """Run a direct search and push its hits, or its error, to the caller's reply list."""
+    try:
+        flt = SearchFilter.model_validate(request["filter"]) if request.get("filter") else None
+        fusion = SearchFusion(request["fusion"]) if request.get("fusion") else None
+        hits = search(
+            request["tenant"],
+            request["query"],
+            request["limit"],
+            SearchMode(request["mode"]),
+            flt,
+            fusion,
+        )
+        reply: dict[str, Any] = {"results": [hit.model_dump() for hit in hits]}
+    except ValueError as exc:
+        reply = {"error": {"code": "invalid_search", "message": str(exc)}}
+    except Exception:
+        _reply(reply_key, {"error": {"code": "internal_error", "message": "the search failed"}})
+        raise
+    _reply(reply_key, reply)
+
+
+def _reply(key: str, reply: dict[str, Any]) -> None:
+    with engines.job_store().redis.pipeline() as pipe:
+        pipe.rpush(key, json.dumps(reply))
+        pipe.expire(key, REPLY_TTL_S)
+        pipe.execute()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, Response, status
 
-from api.deps import JobsDep, TenantDep
+from api.deps import QUERY_CAPACITY, IdempotencyDep, IdempotencyKeyDep, JobsDep, TenantDep
 from api.errors import ErrorBody
 from api.schemas import AnswerIn, JobAccepted
+from api.services.idempotency import json_fingerprint, request_scope
 
 router = APIRouter(prefix="/v1/answers", tags=["answers"])
 
@@ -15,8 +16,26 @@ router = APIRouter(prefix="/v1/answers", tags=["answers"])
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    responses={
+        200: {"model": JobAccepted, "description": "the same Idempotency-Key and body again"},
+        **{code: {"model": ErrorBody} for code in (409, 413, 422, 503)},
+    },
+    dependencies=[QUERY_CAPACITY],
 )
-async def submit_answer(body: AnswerIn, jobs: JobsDep, tenant: TenantDep) -> JobAccepted:
-    """Queue an answer job; answers 202 with its job id."""
-    return await jobs.submit_answer(tenant, body.question, body.top_k, body.deadline_s)
+async def submit_answer(
+    request: Request,
+    response: Response,
+    body: AnswerIn,
+    jobs: JobsDep,
+    tenant: TenantDep,
+    idempotency: IdempotencyDep,
+    idempotency_key: IdempotencyKeyDep = None,
+) -> JobAccepted:
+    """Queue an answer job; answers 202 with its job id (200 for a repeated Idempotency-Key)."""
+    fingerprint = json_fingerprint(request_scope(request), await request.body())
+    accepted, replayed = await idempotency.run(
+        tenant, idempotency_key, fingerprint, JobAccepted, lambda: jobs.submit_answer(tenant, body)
+    )
+    if replayed:
+        response.status_code = status.HTTP_200_OK
+    return accepted

@@ -26,7 +26,7 @@ from common.documents import (
 )
 from common.jobs import now_iso
 from common.schemas import JobKind, JobStatus, Progress
-from workers.celery_app import DELETE_TASK, INGEST_TASK
+from workers.celery_app import DELETE_TASK, INGEST_TASK, REINDEX_TASK
 
 BATCH_PREFIX = "ragq:batch:"
 
@@ -40,6 +40,7 @@ class Upload:
     title: str | None = None
     metadata: dict[str, Any] | None = None
     document_id: str | None = None
+    webhook_url: str | None = None
 
 
 class DocumentService:
@@ -53,21 +54,19 @@ class DocumentService:
     async def _existing(self, tenant: str, document_id: str) -> dict[str, str]:
         return await self.redis.hgetall(doc_key(tenant, document_id))  # type: ignore[misc,no-any-return]
 
-    async def submit(self, tenant: str, upload: Upload) -> tuple[JobAccepted, bool]:
+    async def submit(
+        self, tenant: str, upload: Upload, *, vetted: bool = False
+    ) -> tuple[JobAccepted, bool]:
         """Queue the ingestion of a document; (the accepted job, whether it is a new job).
 
         The same content again (same SHA-256, under the same or no document id) is a no-op
         that reports the job that ingested it; changed content under an existing document id
-        replaces that document's chunks.
+        replaces that document's chunks. The webhook URL is vetted unless `vetted` says so.
         """
-        if not upload.data.strip():
-            raise ApiError(422, "empty_document", "the document has no content")
-        if len(upload.data) > self.settings.max_upload_bytes:
-            raise ApiError(
-                413,
-                "file_too_large",
-                f"documents are limited to {self.settings.max_upload_bytes} bytes",
-            )
+        self._check(upload)
+        webhook_url = upload.webhook_url
+        if not vetted:
+            webhook_url = await self.jobs.vet_webhook(webhook_url)
         sha = hashlib.sha256(upload.data).hexdigest()
         document_id = upload.document_id
         if document_id is None:
@@ -119,20 +118,40 @@ class DocumentService:
             blob=upload.data,
             also=register,
             job_id=job_id,
+            webhook_url=webhook_url,
         )
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id), True
 
+    def _check(self, upload: Upload) -> None:
+        """422 for an empty document, 413 for one over RAGQ_MAX_UPLOAD_BYTES."""
+        if not upload.data.strip():
+            raise ApiError(422, "empty_document", "the document has no content")
+        if len(upload.data) > self.settings.max_upload_bytes:
+            raise ApiError(
+                413,
+                "file_too_large",
+                f"documents are limited to {self.settings.max_upload_bytes} bytes",
+            )
+
     async def submit_batch(self, tenant: str, uploads: list[Upload]) -> BatchAccepted:
-        """Queue one job per document and a batch id to follow them all."""
+        """Queue one job per document and a batch id to follow them all (or none of them)."""
         if not uploads:
             raise ApiError(422, "empty_batch", "the batch has no files")
-        accepted = [(await self.submit(tenant, upload))[0] for upload in uploads]
+        for upload in uploads:
+            self._check(upload)
+        for url in {upload.webhook_url for upload in uploads}:
+            await self.jobs.vet_webhook(url)
+        accepted = [(await self.submit(tenant, upload, vetted=True))[0] for upload in uploads]
+        return await self._record_batch(tenant, accepted)
+
+    async def _record_batch(self, tenant: str, accepted: list[JobAccepted]) -> BatchAccepted:
         batch_id = str(uuid.uuid4())
         key = f"{BATCH_PREFIX}{batch_id}"
         ttl = self.settings.job_ttl_s
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"tenant": tenant, "created_at": now_iso()})
-            pipe.rpush(f"{key}:jobs", *[a.job_id for a in accepted])
+            if accepted:
+                pipe.rpush(f"{key}:jobs", *[a.job_id for a in accepted])
             pipe.expire(key, ttl)
             pipe.expire(f"{key}:jobs", ttl)
             await pipe.execute()
@@ -205,3 +224,30 @@ class DocumentService:
             job_id=job_id,
         )
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)
+
+    async def reindex(self, tenant: str, document_id: str) -> JobAccepted:
+        """Queue the re-embedding of a ready document's stored chunks."""
+        current = await self._existing(tenant, document_id)
+        if not current or current.get("status") == DocumentStatus.DELETING:
+            raise ApiError(404, "document_not_found", f"no document {document_id}")
+        if current.get("status") != DocumentStatus.READY:
+            raise ApiError(
+                409, "document_not_ready", f"document {document_id} is {current.get('status')}"
+            )
+        job_id = await self.jobs.enqueue(
+            REINDEX_TASK, JobKind.REINDEX, tenant, {"document_id": document_id}
+        )
+        return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)
+
+    async def reindex_all(self, tenant: str) -> BatchAccepted:
+        """Queue a re-index job for each of the tenant's ready documents, as one batch."""
+        accepted = []
+        offset, page = 0, 1000
+        while True:
+            documents, total = await self.list(tenant, offset, page)
+            for info in documents:
+                if info.status is DocumentStatus.READY:
+                    accepted.append(await self.reindex(tenant, info.document_id))
+            offset += page
+            if offset >= total:
+                return await self._record_batch(tenant, accepted)

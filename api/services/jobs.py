@@ -10,11 +10,12 @@ from redis.asyncio.client import Pipeline
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
-from api.schemas import JobAccepted
+from api.schemas import AnswerIn, JobAccepted
 from common.jobs_async import AsyncJobStore
 from common.schemas import JobKind, JobRecord, JobStatus
 from common.settings import Settings
 from common.telemetry import JOBS_CREATED
+from common.webhooks import WebhookRefused, vet
 from workers.celery_app import RETRIEVE_TASK
 
 
@@ -36,9 +37,12 @@ class JobService:
         blob: bytes | None = None,
         also: Callable[[Pipeline], object] | None = None,
         job_id: str | None = None,
+        webhook_url: str | None = None,
     ) -> str:
         """Record a queued job (with `also`'s writes, atomically) and send its first task."""
         job_id = job_id or str(uuid.uuid4())
+        if webhook_url:
+            fields = {**fields, "webhook_url": webhook_url}
         await self.store.create(job_id, kind, tenant, extra=fields, blob=blob, also=also)
         JOBS_CREATED.labels(kind.value).inc()
         try:
@@ -48,11 +52,9 @@ class JobService:
             raise
         return job_id
 
-    async def submit_answer(
-        self, tenant: str, question: str, top_k: int, deadline_s: float | None = None
-    ) -> JobAccepted:
+    async def submit_answer(self, tenant: str, body: AnswerIn) -> JobAccepted:
         """Queue an answer job."""
-        question = question.strip()
+        question, top_k, deadline_s = body.question.strip(), body.top_k, body.deadline_s
         if not question:
             raise ApiError(422, "empty_question", "the question is empty")
         if len(question) > self.settings.max_question_chars:
@@ -71,9 +73,25 @@ class JobService:
             "top_k": str(top_k),
             "total": "2",
             "deadline_s": str(deadline),
+            "mode": (body.mode or self.settings.search_mode).value,
         }
-        job_id = await self.enqueue(RETRIEVE_TASK, JobKind.ANSWER, tenant, fields)
+        if body.filter is not None:
+            fields["filter"] = body.filter.model_dump_json(exclude_none=True)
+        webhook_url = await self.vet_webhook(body.webhook_url)
+        job_id = await self.enqueue(
+            RETRIEVE_TASK, JobKind.ANSWER, tenant, fields, webhook_url=webhook_url
+        )
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED)
+
+    async def vet_webhook(self, url: str | None) -> str | None:
+        """The webhook URL if it may be called (resolved and vetted against SSRF), else 422."""
+        if url is None or not url.strip():
+            return None
+        try:
+            await run_in_threadpool(vet, url, self.settings.webhook_allow_networks)
+        except WebhookRefused as exc:
+            raise ApiError(422, exc.code, exc.message) from exc
+        return url.strip()
 
     async def get(self, tenant: str, job_id: str) -> JobRecord:
         """The tenant's job, or 404."""

@@ -30,7 +30,7 @@ def lighthouse(http_module: httpx.Client) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def http_module(service) -> httpx.Client:  # type: ignore[no-untyped-def]
     """A client shared by this module's tests."""
-    with httpx.Client(base_url=service.base_url, timeout=30) as client:
+    with httpx.Client(base_url=service.base_url, timeout=30, headers=service.headers) as client:
         yield client
 
 
@@ -51,6 +51,8 @@ def test_ingest_record_shows_chunks_and_progress(
     assert record["result"]["chunks"] >= 1
     assert record["progress"]["done"] == record["progress"]["total"] == record["result"]["chunks"]
     assert record["created_at"] <= record["started_at"] <= record["finished_at"]
+    assert record["attempts"] == 1
+    assert record["worker"].startswith("cpu@")
 
 
 def test_answer_cites_the_document_that_holds_the_fact(
@@ -60,6 +62,8 @@ def test_answer_cites_the_document_that_holds_the_fact(
     record = wait_job(http_module, job_id)
     assert record["status"] == "succeeded", record
     assert record["kind"] == "answer"
+    assert record["attempts"] == 1  # generation took over from retrieval: not a new attempt
+    assert record["worker"].startswith("llm@")
     result = record["result"]
     assert result["answer"].strip()
     assert result["citations"][0]["document_id"] == lighthouse["document_id"]

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 
 import httpx
+
+from cli.supervisor import Supervisor
+from common.settings import Settings
 
 
 def test_flower_lists_the_workers(service) -> None:  # type: ignore[no-untyped-def]
@@ -25,3 +31,29 @@ def test_flower_lists_the_workers(service) -> None:  # type: ignore[no-untyped-d
         time.sleep(1)
     assert any(n.startswith("cpu@") for n in names), names
     assert any(n.startswith("llm@") for n in names), names
+
+
+def test_a_dead_child_is_restarted_after_a_backoff(tmp_path: Path) -> None:
+    supervisor = Supervisor(Settings(data_dir=tmp_path, shutdown_grace_s=1), tmp_path / "logs")
+    supervisor.start("sleeper", ["sleep", "60"])
+    first = supervisor.children["sleeper"]
+    try:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        died = time.monotonic()
+        assert supervisor.keep_alive() == []  # not at once: the first restart waits 1 s
+        while not supervisor.keep_alive():
+            assert time.monotonic() - died < 10, "the child was not restarted"
+            time.sleep(0.1)
+        assert time.monotonic() - died >= 1.0
+        second = supervisor.children["sleeper"]
+        assert second.pid != first.pid and second.poll() is None
+
+        supervisor.stop_child("sleeper")  # held: stays down until resumed
+        time.sleep(1.2)
+        assert supervisor.keep_alive() == []
+        supervisor.resume("sleeper")
+        assert supervisor.children["sleeper"].poll() is None
+    finally:
+        supervisor.stop()
+    assert supervisor.children["sleeper"].poll() is not None

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from common.jobs import JobStore, events_key
 from common.jobs_async import AsyncJobStore
+from common.liveness import worker_key, worker_value
 from common.schemas import EventName, JobKind, JobStatus
 
 
@@ -113,3 +114,30 @@ def test_a_job_delivered_too_often_fails_as_poison(redis_url: str) -> None:
     record = store.get(job_id)
     assert record is not None and record.status is JobStatus.FAILED
     assert record.error is not None and record.error.code == "poison_job"
+
+
+def test_a_late_duplicate_does_not_take_a_job_from_a_live_holder(redis_url: str) -> None:
+    holder = JobStore(redis_url, ttl_s=600, instance="first")
+    late = JobStore(redis_url, ttl_s=600, instance="second")
+    holder.redis.set(worker_key("cpu@a"), worker_value(["ingest"], 1, "first"), ex=60)
+    job_id = create(redis_url)
+    assert holder.start(job_id, "cpu@a")
+
+    assert not late.start(job_id, "cpu@b")  # the message came back while cpu@a still works
+
+    holder.redis.delete(worker_key("cpu@a"))  # cpu@a died
+    assert late.start(job_id, "cpu@b")
+    record = late.get(job_id)
+    assert record is not None and record.attempts == 2 and record.worker == "cpu@b"
+
+
+def test_a_handed_over_stage_is_not_a_new_attempt(redis_url: str, store: JobStore) -> None:
+    job_id = create(redis_url)
+    assert not store.start(job_id, "llm@a", handoff=True)  # generation needs a running job
+    assert store.start(job_id, "cpu@a")
+    assert store.release(job_id, "handoff")
+    assert store.start(job_id, "llm@a", handoff=True)
+    record = store.get(job_id)
+    assert record is not None and record.attempts == 1 and record.worker == "llm@a"
+    names = [e for e, _ in stream(store, job_id)]
+    assert names == ["status", "status"]  # queued, running: the hand-over adds no event

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
+from common.schemas import SearchFilter, SearchFusion, SearchMode
 from common.settings import Settings
+from common.sparse import SparseEncoder
 from common.vectorstore import (
     ChunkPoint,
     EdgeStore,
@@ -225,3 +227,111 @@ def test_open_store_without_url_is_embedded(tmp_path: Path) -> None:
     store.ensure(DIM)
     store.close()
     assert (tmp_path / "vectors" / "edge_config.json").exists()
+
+
+def sparse_points(store: VectorStore, rng: random.Random) -> list[ChunkPoint]:
+    """Three documents with real BM25 vectors, random dense vectors, and metadata to filter on."""
+    encoder = SparseEncoder(avg_doc_len=8)
+    texts = {
+        "valves": "Pressure valve XK-4471 failed at the pumping station",
+        "glacier": "The glacier retreated two kilometres in ten years",
+        "owls": "Pellucid owls nest in hollow birch trees near the lake",
+    }
+    points = [
+        ChunkPoint(
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"acme/{doc}")),
+            vector=vector(rng),
+            payload={
+                "tenant": "acme",
+                "document_id": doc,
+                "title": doc.title(),
+                "text": text,
+                "metadata": {
+                    "team": "ops" if doc == "valves" else "science",
+                    "year": n + 2020,
+                    "urgent": doc == "valves",
+                },
+            },
+            sparse=encoder.encode_document(text),
+        )
+        for n, (doc, text) in enumerate(texts.items())
+    ]
+    store.upsert(points)
+    return points
+
+
+def test_sparse_search_matches_exact_terms(store: VectorStore, rng: random.Random) -> None:
+    """A rare identifier is found by its terms alone, and stop words find nothing."""
+    sparse_points(store, rng)
+    encoder = SparseEncoder()
+    hits = store.search(
+        "acme", None, 3, sparse=encoder.encode_query("xk-4471"), mode=SearchMode.SPARSE
+    )
+    assert [h.payload["document_id"] for h in hits] == ["valves"]
+    none = store.search("acme", None, 3, sparse=encoder.encode_query("the"), mode=SearchMode.SPARSE)
+    assert none == []
+
+
+@pytest.mark.parametrize("fusion", list(SearchFusion))
+def test_hybrid_search_fuses_both_sides(
+    store: VectorStore, rng: random.Random, fusion: SearchFusion
+) -> None:
+    """Hybrid finds a document by its dense vector alone and another by its terms alone."""
+    points = sparse_points(store, rng)
+    encoder = SparseEncoder()
+    by_dense = store.search(
+        "acme",
+        points[1].vector,
+        3,
+        sparse=encoder.encode_query("unrelated words"),
+        mode=SearchMode.HYBRID,
+        fusion=fusion,
+    )
+    assert by_dense[0].payload["document_id"] == "glacier"
+    by_terms = store.search(
+        "acme",
+        vector(rng),
+        3,
+        sparse=encoder.encode_query("owls nest"),
+        mode=SearchMode.HYBRID,
+        fusion=fusion,
+    )
+    assert by_terms[0].payload["document_id"] == "owls"
+
+
+@pytest.mark.parametrize(
+    ("flt", "expected"),
+    [
+        (SearchFilter(document_ids=["owls", "glacier"]), {"owls", "glacier"}),
+        (SearchFilter(titles=["Valves"]), {"valves"}),
+        (SearchFilter(metadata={"team": "science"}), {"owls", "glacier"}),
+        (SearchFilter(metadata={"team": "science", "year": 2021}), {"glacier"}),
+        (SearchFilter(metadata={"year": 2022.0}), {"owls"}),
+        (SearchFilter(metadata={"urgent": True}), {"valves"}),
+        (SearchFilter(metadata={"urgent": False, "team": "science"}), {"owls", "glacier"}),
+        (SearchFilter(metadata={"team": "nobody"}), set()),
+        (SearchFilter(document_ids=[]), set()),
+    ],
+)
+@pytest.mark.parametrize("mode", list(SearchMode))
+def test_filters_exclude_other_documents(
+    store: VectorStore,
+    rng: random.Random,
+    flt: SearchFilter,
+    expected: set[str],
+    mode: SearchMode,
+) -> None:
+    """Every mode returns only chunks that meet every condition of the filter."""
+    sparse_points(store, rng)
+    query = SparseEncoder().encode_query("valve glacier owls nest")
+    hits = store.search("acme", vector(rng), 10, sparse=query, mode=mode, filter=flt)
+    assert {h.payload["document_id"] for h in hits} == expected
+
+
+def test_chunks_lists_every_chunk_of_one_document(store: VectorStore, rng: random.Random) -> None:
+    """All chunks of the document over several scroll pages, none of another document."""
+    store.upsert(chunks("acme", "big", 600, rng) + chunks("acme", "other", 3, rng))
+    store.upsert(chunks("globex", "big", 2, rng))
+    found = store.chunks("acme", "big")
+    assert sorted(h.payload["chunk_index"] for h in found) == list(range(600))
+    assert {h.payload["document_id"] for h in found} == {"big"}

@@ -31,7 +31,7 @@ from tests.ops.support import (
 KUBERNETES_VERSIONS = ("1.32", "1.37")
 KEDA_SCHEMAS = Path(__file__).with_name("schemas") / "keda-v1alpha1.json"
 KEDA_API = "keda.sh/v1alpha1"
-QUEUES = {"cpu-worker": {"ingest", "query"}, "llm-worker": {"llm"}}
+QUEUES = {"cpu-worker": {"ingest", "query", "webhooks"}, "llm-worker": {"llm"}}
 NODE_PREFIX = {"cpu-worker": "cpu", "llm-worker": "llm"}
 APP_PODS = ("api", "cpu-worker", "llm-worker", "flower", "reindex")
 
@@ -190,7 +190,8 @@ def test_worker_command_and_probes(target: str, worker: str) -> None:
     command = container["command"]
     assert command[:4] == ["celery", "-A", "workers.celery_app", "worker"]
     options = dict(zip(command[4::2], command[5::2], strict=False))
-    assert options["--pool"] == "threads"
+    # The pool is the app's `worker_pool` (workers.draining), which a --pool option would replace.
+    assert "--pool" not in command
     assert set(options["--queues"].split(",")) == QUEUES[worker]
     assert options["--hostname"] == f"{NODE_PREFIX[worker]}@%h"
     concurrency = options["--concurrency"]

@@ -1,0 +1,22 @@
+"""`POST /v1/search`: the best chunks for a query, synchronously."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import QUERY_CAPACITY, SearchDep, TenantDep
+from api.errors import ErrorBody
+from api.schemas import SearchIn, SearchOut
+
+router = APIRouter(prefix="/v1/search", tags=["search"])
+
+
+@router.post(
+    "",
+    response_model=SearchOut,
+    responses={code: {"model": ErrorBody} for code in (413, 422, 503, 504)},
+    dependencies=[QUERY_CAPACITY],
+)
+async def search(body: SearchIn, service: SearchDep, tenant: TenantDep) -> SearchOut:
+    """Rank the tenant's chunks for the query (hybrid, dense or sparse), with optional filters."""
+    return await service.search(tenant, body)

@@ -1,0 +1,68 @@
+"""Direct searches: a round trip through a query worker, bounded by a short timeout."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import redis.asyncio as aioredis
+from celery import Celery
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import ApiError
+from api.schemas import SearchIn, SearchOut
+from common.schemas import Citation, SearchMode
+from common.settings import Settings
+from workers.celery_app import SEARCH_TASK
+
+REPLY_PREFIX = "ragq:reply:"
+ERROR_STATUS = {"invalid_search": 422}
+
+
+class SearchService:
+    """Sends a search to the query queue and waits for the worker's reply."""
+
+    def __init__(self, redis: aioredis.Redis, celery: Celery, settings: Settings) -> None:
+        self.redis = redis
+        self.celery = celery
+        self.settings = settings
+
+    async def search(self, tenant: str, body: SearchIn) -> SearchOut:
+        """The tenant's best chunks for the query; 504 if no worker answered in time."""
+        query = body.query.strip()
+        if not query:
+            raise ApiError(422, "empty_query", "the query is empty")
+        if len(query) > self.settings.max_question_chars:
+            raise ApiError(
+                422,
+                "query_too_long",
+                f"queries are limited to {self.settings.max_question_chars} characters",
+            )
+        if body.top_k > self.settings.max_search_k:
+            raise ApiError(
+                422, "invalid_top_k", f"top_k must be at most {self.settings.max_search_k}"
+            )
+        mode = body.mode or self.settings.search_mode
+        request = {
+            "tenant": tenant,
+            "query": query,
+            "limit": body.top_k,
+            "mode": mode.value,
+            "filter": body.filter.model_dump(exclude_none=True) if body.filter else None,
+            "fusion": body.fusion.value if body.fusion else None,
+        }
+        reply_key = f"{REPLY_PREFIX}{uuid.uuid4()}"
+        timeout = self.settings.search_timeout_s
+        # `expires` drops the message if no worker took it in time: nobody waits for it then.
+        await run_in_threadpool(
+            self.celery.send_task, SEARCH_TASK, args=[request, reply_key], expires=timeout
+        )
+        popped = await self.redis.blpop([reply_key], timeout=timeout)  # type: ignore[misc]
+        if popped is None:
+            raise ApiError(504, "search_timeout", f"no query worker answered within {timeout:g} s")
+        reply = json.loads(popped[1])
+        if "error" in reply:
+            code = reply["error"]["code"]
+            raise ApiError(ERROR_STATUS.get(code, 500), code, reply["error"]["message"])
+        results = [Citation.model_validate(r) for r in reply["results"]]
+        return SearchOut(mode=SearchMode(mode), results=results)

@@ -1,0 +1,60 @@
+"""`ragq keys create | list | revoke` against the test service's Redis, and the key in use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import Service, auth
+
+
+def ragq(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed `ragq` command with the test service's settings."""
+    command = [str(Path(sys.executable).with_name("ragq")), *args]
+    return subprocess.run(
+        command, env=service.env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_create_list_revoke(service: Service) -> None:
+    created = ragq(service, "keys", "create", "--tenant", "cli-tenant")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("rq_")
+    key_id = created.stderr.split("created ", 1)[1].split()[0]
+
+    with httpx.Client(base_url=service.base_url, timeout=30, headers=auth(key)) as http:
+        assert http.get("/v1/documents").status_code == 200
+        listed = ragq(service, "keys", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert f"{key_id}\tcli-tenant" in listed.stdout
+        assert key not in listed.stdout
+        revoked = ragq(service, "keys", "revoke", key_id)
+        assert revoked.returncode == 0, revoked.stderr
+        assert http.get("/v1/documents").status_code == 401
+    assert ragq(service, "keys", "revoke", key_id).returncode != 0
+
+
+def test_bad_tenant_is_a_usage_error(service: Service) -> None:
+    result = ragq(service, "keys", "create", "--tenant", "no spaces")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_commands_use_the_dev_key_file_or_ragq_api_key(service: Service) -> None:
+    """`ragq up` wrote the development key under the data folder; RAGQ_API_KEY overrides it."""
+    assert service.settings.key_file.read_text().strip() == service.api_key
+    env = {**service.env, "RAGQ_API_KEY": "rq_not-a-valid-key-0123456789"}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ragq")), "reindex", "--all"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "401 invalid_api_key" in result.stderr

@@ -1,0 +1,206 @@
+"""The reconciler on a real Redis: orphaned and lost jobs are re-enqueued or failed, once.
+
+These tests use a Redis database of their own (no worker consumes it), so the messages the
+reconciler sends stay in the broker queues where the tests read them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from celery import Celery
+
+from common.jobs import ACTIVE_JOBS_KEY, JobStore
+from common.jobs_async import AsyncJobStore
+from common.liveness import worker_key, worker_value
+from common.schemas import JobKind, JobStatus
+from common.settings import Settings
+from workers.celery_app import GENERATE_TASK, INGEST_TASK, create_app
+from workers.reconciler import Reconciler, waiting_job_ids
+
+
+def _clean(client: redis.Redis) -> None:
+    # Not FLUSHDB: kombu's queue bindings (`_kombu.binding.*`) are declared once per process;
+    # without them a published message is silently dropped.
+    for key in client.scan_iter("ragq:*"):
+        client.delete(key)
+    client.delete("ingest", "query", "llm")
+
+
+@pytest.fixture
+def url(redis_url: str) -> Iterator[str]:
+    """A Redis database no worker listens on, emptied before and after each test."""
+    db_url = redis_url.rsplit("/", 1)[0] + "/7"
+    client = redis.Redis.from_url(db_url)
+    _clean(client)
+    yield db_url
+    _clean(client)
+
+
+@pytest.fixture
+def settings(url: str) -> Settings:
+    return Settings(redis_url=url, reconcile_stale_s=0.2, worker_heartbeat_s=0.05, max_attempts=3)
+
+
+@pytest.fixture
+def celery(settings: Settings) -> Iterator[Celery]:
+    app = create_app(settings)
+    yield app
+    app.close()
+
+
+def create(url: str, kind: JobKind = JobKind.INGEST) -> str:
+    """A queued job, written the way the API writes it (no message sent)."""
+    job_id = str(uuid.uuid4())
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(url, decode_responses=True)
+        await AsyncJobStore(client, 600).create(job_id, kind, "t1")
+        await client.aclose()
+
+    asyncio.run(run())
+    return job_id
+
+
+def announce(store: JobStore, hostname: str, instance: str) -> None:
+    """Write a worker heartbeat naming a process instance."""
+    store.redis.set(worker_key(hostname), worker_value(["ingest"], 1, instance), ex=60)
+
+
+def make(settings: Settings, celery: Celery, instance: str = "") -> tuple[JobStore, Reconciler]:
+    store = JobStore(settings.redis_url, 600, settings.max_attempts, instance=instance)
+    return store, Reconciler(store, celery, settings)
+
+
+def test_a_queued_job_without_a_message_is_sent_again(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    store, reconciler = make(settings, celery)
+    lost = create(url)
+    waiting = create(url)
+    celery.send_task(INGEST_TASK, args=[waiting], task_id=waiting)
+    assert reconciler.run_once().requeued == []  # both are younger than the stale threshold
+
+    time.sleep(0.3)
+    outcome = reconciler.run_once()
+
+    assert outcome.requeued == [lost]
+    assert waiting_job_ids(store.redis) == {lost, waiting}
+    assert store.raw(lost)["requeues"] == "1"
+    assert store.status(lost) is JobStatus.QUEUED
+    # Its message is there now: the next pass leaves it alone.
+    time.sleep(0.3)
+    assert reconciler.run_once().requeued == []
+
+
+def test_a_job_whose_message_keeps_getting_lost_fails(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    store, reconciler = make(settings, celery)
+    job_id = create(url)
+    for _ in range(settings.max_attempts):
+        time.sleep(0.3)
+        assert reconciler.run_once().requeued == [job_id]
+        store.redis.delete("ingest")  # the broker loses it again
+    time.sleep(0.3)
+    assert reconciler.run_once().failed == [job_id]
+    record = store.get(job_id)
+    assert record is not None and record.status is JobStatus.FAILED
+    assert record.error is not None and record.error.code == "job_lost"
+
+
+def test_a_job_held_by_a_restarted_worker_is_released_and_sent_again(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    dead, reconciler = make(settings, celery, instance="old")
+    job_id = create(url)
+    announce(dead, "cpu@h", "old")
+    assert dead.start(job_id, "cpu@h")
+    assert reconciler.run_once().requeued == []  # its holder is alive
+
+    announce(dead, "cpu@h", "new")  # the worker restarted under the same hostname
+    assert reconciler.run_once().requeued == []  # not at once: it may be a new worker's own
+    time.sleep(3 * settings.worker_heartbeat_s + 0.05)
+    assert reconciler.run_once().requeued == [job_id]
+    assert waiting_job_ids(dead.redis) == {job_id}
+    record = dead.get(job_id)
+    assert record is not None and record.status is JobStatus.RUNNING
+    assert record.attempts == 1 and record.worker == "cpu@h"
+
+    fresh = JobStore(url, 600, settings.max_attempts, instance="new")
+    assert fresh.start(job_id, "cpu@h")
+    record = fresh.get(job_id)
+    assert record is not None and record.attempts == 2
+    assert reconciler.run_once().requeued == []
+
+
+def test_a_holder_without_heartbeat_is_given_a_grace_period(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    store, reconciler = make(settings, celery, instance="gone")
+    job_id = create(url)
+    assert store.start(job_id, "llm@h")  # nobody announces llm@h
+    assert reconciler.run_once().requeued == []
+    time.sleep(3 * settings.worker_heartbeat_s + 0.05)
+    assert reconciler.run_once().requeued == [job_id]
+
+
+def test_a_job_that_lost_its_worker_too_often_fails_as_poison(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    job_id = create(url)
+    for n in range(settings.max_attempts):
+        store, reconciler = make(settings, celery, instance=f"i{n}")
+        announce(store, "cpu@h", f"i{n}")
+        assert store.start(job_id, "cpu@h")
+    announce(store, "cpu@h", "after")
+    assert reconciler.run_once().failed == []
+    time.sleep(3 * settings.worker_heartbeat_s + 0.05)
+    assert reconciler.run_once().failed == [job_id]
+    record = store.get(job_id)
+    assert record is not None and record.status is JobStatus.FAILED
+    assert record.error is not None and record.error.code == "poison_job"
+    assert waiting_job_ids(store.redis) == set()
+
+
+def test_finished_and_expired_jobs_leave_the_index(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    store, reconciler = make(settings, celery)
+    done, expired = create(url), create(url)
+    assert store.start(done, "cpu@h")
+    assert store.finish(done, JobStatus.SUCCEEDED, result={})
+    assert store.redis.zscore(ACTIVE_JOBS_KEY, done) is None
+    store.redis.zadd(ACTIVE_JOBS_KEY, {done: 1})  # as if the removal had been missed
+    store.redis.delete(f"ragq:job:{expired}")
+    assert reconciler.run_once().forgotten == 2
+    assert store.redis.zcard(ACTIVE_JOBS_KEY) == 0
+
+
+def test_one_pass_per_interval_across_processes(settings: Settings, celery: Celery) -> None:
+    _, first = make(settings, celery, instance="a")
+    _, second = make(settings, celery, instance="b")
+    assert first.acquire()
+    assert not second.acquire()
+
+
+def test_an_answer_handed_to_generation_is_restarted_only_if_its_message_is_gone(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    store, reconciler = make(settings, celery)
+    job_id = create(url, JobKind.ANSWER)
+    assert store.start(job_id, "cpu@h")
+    assert store.release(job_id, "handoff")
+    celery.send_task(GENERATE_TASK, args=[job_id, [1, 2], []], task_id=f"{job_id}-generate")
+    time.sleep(0.3)
+    assert reconciler.run_once().requeued == []  # its generation waits in the llm queue
+
+    store.redis.delete("llm")  # the message is lost
+    assert reconciler.run_once().requeued == [job_id]
+    assert store.redis.llen("query") == 1  # retrieval again, which hands over anew

@@ -1,0 +1,55 @@
+"""Re-index a document: its stored chunks embedded and term-weighted again, under the same ids.
+
+This brings chunks written by an older version (before sparse vectors, or with another embedding
+model of the same size) up to date without the original upload, which is not kept.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+
+from common.schemas import JobStatus
+from common.settings import get_settings
+from common.telemetry import INGEST_CHUNKS
+from common.vectorstore import ChunkPoint
+from workers import draining, engines
+from workers.base import JobTask
+from workers.celery_app import REINDEX_TASK, app
+from workers.ingest import document_lock
+
+
+@app.task(name=REINDEX_TASK, bind=True, base=JobTask)
+def reindex_document(self: JobTask, job_id: str) -> None:
+    """Recompute the dense and sparse vectors of every chunk of one document."""
+    store = engines.job_store()
+    raw = store.raw(job_id)
+    if not raw:
+        return
+    tenant, document_id = raw["tenant"], raw["document_id"]
+    worker = self.request.hostname or "?"
+    with document_lock(store, tenant, document_id, worker):
+        if not store.start(job_id, worker=worker):
+            return
+        vectors = engines.vector_store()
+        stored = sorted(vectors.chunks(tenant, document_id), key=lambda h: h.payload["chunk_index"])
+        encoder = engines.sparse_encoder()
+        total, done = len(stored), 0
+        store.progress(job_id, 0, total)
+        hits = iter(stored)
+        while batch := list(islice(hits, get_settings().embedding_batch_size)):
+            draining.check()
+            if store.status(job_id) is not JobStatus.RUNNING:
+                return
+            dense = engines.batcher().encode([h.payload["text"] for h in batch])
+            vectors.upsert(
+                [
+                    ChunkPoint(
+                        h.id, v.tolist(), h.payload, encoder.encode_document(h.payload["text"])
+                    )
+                    for h, v in zip(batch, dense, strict=True)
+                ]
+            )
+            done += len(batch)
+            INGEST_CHUNKS.inc(len(batch))
+            store.progress(job_id, done, total)
+    store.finish(job_id, JobStatus.SUCCEEDED, result={"document_id": document_id, "chunks": total})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ def ingest(
                 names[job["job_id"]] = path
             bar.advance(task, len(paths_group))
         bar.update(task, description="ingesting", completed=0)
-        failed = _follow(bar, task, "ingesting", poll_s, lambda: _batch_jobs(http, batches))
+        failed = _follow_batches(http, batches, bar, task, "ingesting", poll_s)
     for job in failed:
         error = job.get("error") or {"code": job["status"], "message": ""}
         console.print(f"[red]✗ {names[job['job_id']]}: {error['code']} {error['message']}")
@@ -112,25 +112,51 @@ def ingest(
     return len(failed)
 
 
-def _batch_jobs(http: httpx.Client, batches: list[str]) -> list[dict[str, Any]]:
-    return [job for b in batches for job in _check(http.get(f"/v1/batches/{b}"))["jobs"]]
-
-
-def _follow(
-    bar: Progress,
-    task: TaskID,
-    verb: str,
-    poll_s: float,
-    fetch: Callable[[], list[dict[str, Any]]],
+def _follow_batches(
+    http: httpx.Client, batches: list[str], bar: Progress, task: TaskID, verb: str, poll_s: float
 ) -> list[dict[str, Any]]:
-    """Poll the job records until all finished, moving the bar; the jobs that did not succeed."""
+    """Follow the batches until all finished, moving the bar; the jobs that failed.
+
+    Jobs run in the order they were queued, so only the oldest unfinished batch is polled (its
+    counts, not its records); the ones after it have barely started.
+    """
+    summaries: dict[str, dict[str, Any]] = {}
+    for batch in batches:
+        while True:
+            summary = _check(http.get(f"/v1/batches/{batch}", params={"jobs": "false"}))
+            summaries[batch] = summary
+            done = sum(
+                n for s in summaries.values() for k, n in s["counts"].items() if k in FINISHED
+            )
+            chunks = sum(s["progress"]["done"] for s in summaries.values())
+            bar.update(task, completed=done, description=f"{verb} ({chunks} chunks)")
+            if summary["finished"]:
+                break
+            time.sleep(poll_s)
+    # Only the batches with a failure are read whole, once, for their failed jobs.
+    return [
+        job
+        for batch, summary in summaries.items()
+        if summary["counts"].get("succeeded", 0) != summary["total"]
+        for job in _check(http.get(f"/v1/batches/{batch}"))["jobs"]
+        if job["status"] != "succeeded"
+    ]
+
+
+def _follow_jobs(
+    http: httpx.Client, job_ids: list[str], bar: Progress, task: TaskID, verb: str, poll_s: float
+) -> list[dict[str, Any]]:
+    """Poll the unfinished jobs until all finished, moving the bar; the jobs that failed."""
+    records: dict[str, dict[str, Any]] = {}
     while True:
-        jobs = fetch()
-        done = sum(job["status"] in FINISHED for job in jobs)
-        chunks = sum(job["progress"]["done"] for job in jobs)
+        for job_id in job_ids:
+            if records.get(job_id, {}).get("status") not in FINISHED:
+                records[job_id] = _check(http.get(f"/v1/jobs/{job_id}"))
+        done = sum(r["status"] in FINISHED for r in records.values())
+        chunks = sum(r["progress"]["done"] for r in records.values())
         bar.update(task, completed=done, description=f"{verb} ({chunks} chunks)")
-        if done == len(jobs):
-            return [job for job in jobs if job["status"] != "succeeded"]
+        if done == len(job_ids):
+            return [r for r in records.values() if r["status"] != "succeeded"]
         time.sleep(poll_s)
 
 
@@ -145,16 +171,13 @@ def reindex(
         ids = list(document_ids)
         if ids:
             job_ids = [_check(http.post(f"/v1/documents/{i}:reindex"))["job_id"] for i in ids]
+            task = bar.add_task("re-indexing", total=len(job_ids))
+            failed = _follow_jobs(http, job_ids, bar, task, "re-indexing", poll_s)
         else:
-            job_ids = [job["job_id"] for job in _check(http.post("/v1/documents:reindex"))["jobs"]]
-        task = bar.add_task("re-indexing", total=len(job_ids))
-        failed = _follow(
-            bar,
-            task,
-            "re-indexing",
-            poll_s,
-            lambda: [_check(http.get(f"/v1/jobs/{j}")) for j in job_ids],
-        )
+            batch = _check(http.post("/v1/documents:reindex"))
+            job_ids = [job["job_id"] for job in batch["jobs"]]
+            task = bar.add_task("re-indexing", total=len(job_ids))
+            failed = _follow_batches(http, [batch["batch_id"]], bar, task, "re-indexing", poll_s)
     for job in failed:
         error = job.get("error") or {"code": job["status"], "message": ""}
         console.print(f"[red]✗ {job['document_id']}: {error['code']} {error['message']}")

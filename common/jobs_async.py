@@ -87,6 +87,14 @@ class AsyncJobStore:
             return None
         return record_from_hash(raw)
 
+    async def get_many(self, job_ids: list[str], tenant: str) -> list[JobRecord]:
+        """The records of those jobs that exist and belong to the tenant, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(job_key(job_id))
+            raws: list[dict[str, str]] = await pipe.execute()
+        return [record_from_hash(raw) for raw in raws if raw and raw.get("tenant") == tenant]
+
     async def apply(self, job_id: str, update: Update) -> bool:
         """Apply a conditional change; False when the job's status did not allow it."""
         keys = [job_key(job_id), events_key(job_id), WEBHOOKS_DUE_KEY]

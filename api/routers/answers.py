@@ -33,9 +33,11 @@ async def submit_answer(
 ) -> JobAccepted:
     """Queue an answer job; answers 202 with its job id (200 for a repeated Idempotency-Key)."""
     fingerprint = json_fingerprint(request_scope(request), await request.body())
-    accepted, replayed = await idempotency.run(
-        tenant, idempotency_key, fingerprint, JobAccepted, lambda: jobs.submit_answer(tenant, body)
+    return await idempotency.respond(
+        response,
+        tenant,
+        idempotency_key,
+        fingerprint,
+        JobAccepted,
+        lambda: jobs.submit_answer(tenant, body),
     )
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-    return accepted

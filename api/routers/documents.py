@@ -225,22 +225,25 @@ async def submit_batch(
         replace(await _file_upload(f, settings.max_upload_bytes), webhook_url=webhook)
         for f in files
     ]
-    batch, replayed = await idempotency.run(
+    return await idempotency.respond(
+        response,
         tenant,
         idempotency_key,
         fingerprint,
         BatchAccepted,
         lambda: documents.submit_batch(tenant, uploads),
     )
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-    return batch
 
 
 @router.get("/v1/batches/{batch_id}", response_model=BatchStatus, responses=NOT_FOUND)
-async def get_batch(batch_id: str, documents: DocumentsDep, tenant: TenantDep) -> BatchStatus:
-    """Counts by status and chunk progress of a batch's jobs."""
-    return await documents.batch(tenant, batch_id)
+async def get_batch(
+    batch_id: str,
+    documents: DocumentsDep,
+    tenant: TenantDep,
+    jobs: bool = Query(default=True, description="Include every job's record (false: counts)."),
+) -> BatchStatus:
+    """Counts by status and chunk progress of a batch's jobs, and their records."""
+    return await documents.batch(tenant, batch_id, with_jobs=jobs)
 
 
 @router.get("/v1/documents", response_model=DocumentList)
@@ -298,12 +301,14 @@ async def reindex_all(
 ) -> BatchAccepted:
     """Re-embed every ready document's stored chunks: one job per document, as one batch."""
     fingerprint = json_fingerprint(request_scope(request), b"")
-    batch, replayed = await idempotency.run(
-        tenant, idempotency_key, fingerprint, BatchAccepted, lambda: documents.reindex_all(tenant)
+    return await idempotency.respond(
+        response,
+        tenant,
+        idempotency_key,
+        fingerprint,
+        BatchAccepted,
+        lambda: documents.reindex_all(tenant),
     )
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-    return batch
 
 
 @router.post(
@@ -324,13 +329,11 @@ async def reindex_document(
 ) -> JobAccepted:
     """Re-embed one ready document's stored chunks (after a model or index change)."""
     fingerprint = json_fingerprint(request_scope(request), b"")
-    accepted, replayed = await idempotency.run(
+    return await idempotency.respond(
+        response,
         tenant,
         idempotency_key,
         fingerprint,
         JobAccepted,
         lambda: documents.reindex(tenant, document_id),
     )
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-    return accepted

@@ -157,13 +157,13 @@ class DocumentService:
             await pipe.execute()
         return BatchAccepted(batch_id=batch_id, jobs=accepted)
 
-    async def batch(self, tenant: str, batch_id: str) -> BatchStatus:
-        """Counts by status and chunk progress over the batch's jobs."""
+    async def batch(self, tenant: str, batch_id: str, with_jobs: bool = True) -> BatchStatus:
+        """Counts by status and chunk progress over the batch's jobs (and their records)."""
         key = f"{BATCH_PREFIX}{batch_id}"
         if await self.redis.hget(key, "tenant") != tenant:  # type: ignore[misc]
             raise ApiError(404, "batch_not_found", f"no batch {batch_id}")
         job_ids: list[str] = await self.redis.lrange(f"{key}:jobs", 0, -1)  # type: ignore[misc]
-        records = [await self.jobs.get(tenant, job_id) for job_id in job_ids]
+        records = await self.jobs.store.get_many(job_ids, tenant)
         counts: dict[str, int] = {}
         for record in records:
             counts[record.status.value] = counts.get(record.status.value, 0) + 1
@@ -178,7 +178,7 @@ class DocumentService:
             counts=counts,
             progress=progress,
             finished=finished,
-            jobs=records,
+            jobs=records if with_jobs else [],
         )
 
     async def get(self, tenant: str, document_id: str) -> DocumentInfo:

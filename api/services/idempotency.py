@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
+from starlette.responses import Response
 
 from api.errors import ApiError
 
@@ -135,3 +136,18 @@ class IdempotencyService:
         )
         await self._swap(keys=[name], args=[claim, done, self.ttl_s])
         return response, False
+
+    async def respond(
+        self,
+        http: Response,
+        tenant: str,
+        key: str | None,
+        fingerprint: str,
+        model: type[M],
+        create: Callable[[], Awaitable[M]],
+    ) -> M:
+        """`run`'s response, with the HTTP status set to 200 when it is a replay."""
+        response, replayed = await self.run(tenant, key, fingerprint, model, create)
+        if replayed:
+            http.status_code = 200
+        return response

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from api.schemas import AnswerIn, JobAccepted
+from api.services import inputs
 from common.jobs_async import AsyncJobStore
 from common.schemas import JobKind, JobRecord, JobStatus
 from common.settings import Settings
@@ -54,17 +55,9 @@ class JobService:
 
     async def submit_answer(self, tenant: str, body: AnswerIn) -> JobAccepted:
         """Queue an answer job."""
-        question, top_k, deadline_s = body.question.strip(), body.top_k, body.deadline_s
-        if not question:
-            raise ApiError(422, "empty_question", "the question is empty")
-        if len(question) > self.settings.max_question_chars:
-            raise ApiError(
-                422,
-                "question_too_long",
-                f"questions are limited to {self.settings.max_question_chars} characters",
-            )
-        if top_k > self.settings.max_top_k:
-            raise ApiError(422, "invalid_top_k", f"top_k must be at most {self.settings.max_top_k}")
+        question = inputs.text(body.question, "question", self.settings.max_question_chars)
+        top_k, deadline_s = body.top_k, body.deadline_s
+        inputs.top_k(top_k, self.settings.max_top_k)
         deadline = min(
             deadline_s or self.settings.answer_deadline_s, self.settings.answer_deadline_s
         )

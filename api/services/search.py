@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from api.schemas import SearchIn, SearchOut
+from api.services import inputs
 from common.schemas import Citation, SearchMode
 from common.settings import Settings
 from workers.celery_app import SEARCH_TASK
@@ -29,19 +30,8 @@ class SearchService:
 
     async def search(self, tenant: str, body: SearchIn) -> SearchOut:
         """The tenant's best chunks for the query; 504 if no worker answered in time."""
-        query = body.query.strip()
-        if not query:
-            raise ApiError(422, "empty_query", "the query is empty")
-        if len(query) > self.settings.max_question_chars:
-            raise ApiError(
-                422,
-                "query_too_long",
-                f"queries are limited to {self.settings.max_question_chars} characters",
-            )
-        if body.top_k > self.settings.max_search_k:
-            raise ApiError(
-                422, "invalid_top_k", f"top_k must be at most {self.settings.max_search_k}"
-            )
+        query = inputs.text(body.query, "query", self.settings.max_question_chars)
+        inputs.top_k(body.top_k, self.settings.max_search_k)
         mode = body.mode or self.settings.search_mode
         request = {
             "tenant": tenant,

@@ -148,6 +148,9 @@ def test_batch_upload_and_document_listing(http: httpx.Client) -> None:
     state = http.get(f"/v1/batches/{batch['batch_id']}").json()
     assert state["finished"] and state["counts"] == {"succeeded": 3}
     assert state["progress"]["done"] == state["progress"]["total"] == 3
+    assert [j["job_id"] for j in state["jobs"]] == [j["job_id"] for j in batch["jobs"]]
+    summary = http.get(f"/v1/batches/{batch['batch_id']}", params={"jobs": "false"}).json()
+    assert summary == {**state, "jobs": []}
     listing = http.get("/v1/documents", params={"limit": 1000}).json()
     by_id = {d["document_id"]: d for d in listing["documents"]}
     for job in batch["jobs"]:

@@ -124,17 +124,22 @@ def test_sigkilled_ingest_worker_leaves_exactly_the_chunk_count(faulty: Faulty) 
     assert removal["result"]["deleted_chunks"] == chunks
 
 
+def start_ingesting(http: httpx.Client, paragraphs: int) -> str:
+    """Submit a document of that many paragraphs; its job id once it has embedded a chunk."""
+    text = "\n\n".join(f"Part {n}. {LIGHTHOUSE}" for n in range(paragraphs))
+    job_id = str(http.post("/v1/documents", json={"text": text, "title": "Parts"}).json()["job_id"])
+
+    def started() -> bool:
+        return int(http.get(f"/v1/jobs/{job_id}").json()["progress"]["done"]) > 0
+
+    wait_for(started, 120, "the ingestion to start")
+    return job_id
+
+
 def test_sigterm_drains_the_running_ingestion_first(faulty: Faulty) -> None:
     """A stopping worker finishes its task (no second attempt) before it exits."""
     http = faulty.http
-    paragraphs = [f"Chapter {n}. {LIGHTHOUSE}" for n in range(12)]
-    response = http.post("/v1/documents", json={"text": "\n\n".join(paragraphs), "title": "Drain"})
-    job_id = response.json()["job_id"]
-
-    def started() -> bool:
-        return http.get(f"/v1/jobs/{job_id}").json()["progress"]["done"] > 0
-
-    wait_for(started, 120, "the ingestion to start")
+    job_id = start_ingesting(http, 12)
     before = faulty.pid("cpu-worker")
     os.kill(before, signal.SIGTERM)
     record = wait_job(http, job_id, timeout=120)
@@ -147,14 +152,7 @@ def test_sigterm_drains_the_running_ingestion_first(faulty: Faulty) -> None:
 def test_sigterm_hands_back_a_task_longer_than_the_grace(faulty: Faulty) -> None:
     """The drain is bounded: after the grace period the task goes back and runs again."""
     http = faulty.http
-    paragraphs = [f"Part {n}. {LIGHTHOUSE}" for n in range(300)]
-    response = http.post("/v1/documents", json={"text": "\n\n".join(paragraphs), "title": "Long"})
-    job_id = response.json()["job_id"]
-
-    def started() -> bool:
-        return http.get(f"/v1/jobs/{job_id}").json()["progress"]["done"] > 0
-
-    wait_for(started, 120, "the ingestion to start")
+    job_id = start_ingesting(http, 300)
     worker = faulty.supervisor.children["cpu-worker"]
     stopped = time.monotonic()
     worker.send_signal(signal.SIGTERM)

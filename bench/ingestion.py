@@ -99,6 +99,7 @@ def main() -> None:
             "RAGQ_DATA_DIR": str(data),
             "RAGQ_CACHE_DIR": str(REPO / ".cache"),
             "RAGQ_API_PORT": str(free_port()),
+            "RAGQ_FLOWER_PORT": "0",
             "RAGQ_RATE_LIMIT_REQUESTS": "0",
             "HF_HUB_OFFLINE": "1",
         }

@@ -117,15 +117,20 @@ class AsyncJobStore:
         """Events after the given stream id, waiting for new ones, until the `done` event."""
         last = after
         stream = events_key(job_id)
+        check = True  # the job may have finished (or gone) before this read: look first
         while True:
-            # The status is read before the stream: a finished job's `done` event is then
-            # certain to be in what the non-blocking read returns.
-            status = await self.redis.hget(job_key(job_id), "status")  # type: ignore[misc]
-            reply = await self.redis.xread({stream: last}, count=100)
-            if not reply:
-                if status is None or JobStatus(status).finished:
+            reply = None
+            if check:
+                # The status is read before the stream: a finished job's `done` event is then
+                # certain to be in what the non-blocking read returns.
+                status = await self.redis.hget(job_key(job_id), "status")  # type: ignore[misc]
+                reply = await self.redis.xread({stream: last}, count=100)
+                if not reply and (status is None or JobStatus(status).finished):
                     return
+            if not reply:
                 reply = await self.redis.xread({stream: last}, count=100, block=block_ms)
+            # While events flow, one blocking read per batch; after a quiet wait, look again.
+            check = not reply
             for _stream, entries in reply or []:
                 for entry_id, values in entries:
                     last = entry_id

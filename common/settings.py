@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     llm_enforce_eager: bool = False
     llm_cpu_kvcache_gib: int = Field(default=2, ge=1)
     answer_deadline_s: float = Field(default=300.0, gt=0.0)
+    # After an answer's first text, token events go out at most this often.
+    llm_stream_interval_s: float = Field(default=0.25, ge=0.0)
 
     # Webhooks: delay before each attempt (the first counts from the job's end, each other from
     # the previous attempt), +/- a jitter fraction; private networks an operator allows.

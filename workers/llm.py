@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,20 +15,27 @@ from common.telemetry import LLM_TOKENS, LLM_TTFT
 from workers import draining, engines
 from workers.base import JobTask
 from workers.celery_app import GENERATE_TASK, app
-from workers.llm_engine import Generation
+from workers.llm_engine import Delta, Generation
 
-FLUSH_S = 0.05
-STATUS_CHECK_S = 0.25
+# The longest a task goes without reading or writing its job record: how soon it notices that
+# the job was cancelled, or that the worker is stopping, while no text is flowing.
+STATUS_CHECK_S = 0.5
 
 
 @dataclass
 class Streamer:
-    """Moves one generation's deltas to the job's event stream, a few tokens at a time."""
+    """Moves one generation's deltas to the job's event stream.
+
+    The first text goes out at once; after it, text is flushed at most every `interval`
+    seconds, so that many answers streaming together cost Redis, the API and the client one
+    event per interval each rather than one per token.
+    """
 
     job_id: str
     generation: Generation
     deadline: float
     rewriter: MarkerRewriter
+    interval: float
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
@@ -38,7 +46,8 @@ class Streamer:
     def run(self) -> str:
         """Stream until the answer is complete; the job's final status if it ended otherwise."""
         store = engines.job_store()
-        last_flush = last_check = self.started
+        last_flush = -math.inf  # nothing streamed yet: the first text is not held back
+        last_contact = self.started
         while True:
             if draining.stopping():
                 self.generation.abort()
@@ -47,34 +56,43 @@ class Streamer:
             if remaining <= 0:
                 self.generation.abort()
                 return "deadline_exceeded"
-            delta = self.generation.next(timeout=min(FLUSH_S, remaining))
+            now = time.monotonic()
+            wake = last_contact + STATUS_CHECK_S
+            if self.pending:
+                wake = min(wake, last_flush + self.interval)
+            delta = self.generation.next(timeout=max(0.0, min(wake - now, remaining)))
             if delta is not None:
-                if delta.text and self.ttft_s is None:
-                    self.ttft_s = time.monotonic() - self.started
-                    LLM_TTFT.observe(self.ttft_s)
-                self.pending.append(delta.text)
-                self.completion_tokens += delta.tokens
-                LLM_TOKENS.inc(delta.tokens)
-                self.prompt_tokens = delta.prompt_tokens
+                self._take(delta)
             now = time.monotonic()
             finished = delta is not None and delta.finished
-            if (self.pending or finished) and (finished or now - last_flush >= FLUSH_S):
+            if finished or (self.pending and now - last_flush >= self.interval):
                 text = self.rewriter.feed("".join(self.pending))
                 if finished:
                     text += self.rewriter.finish()
                 self.pending.clear()
-                last_flush = last_check = now
-                if text and not store.emit(self.job_id, EventName.TOKEN, {"text": text}):
-                    self.generation.abort()
-                    return "cancelled"
-                self.parts.append(text)
-            elif now - last_check >= STATUS_CHECK_S:
-                last_check = now
+                if text:
+                    last_flush = last_contact = now
+                    if not store.emit(self.job_id, EventName.TOKEN, {"text": text}):
+                        self.generation.abort()
+                        return "cancelled"
+                    self.parts.append(text)
+            elif now - last_contact >= STATUS_CHECK_S:
+                last_contact = now
                 if store.status(self.job_id) is not JobStatus.RUNNING:
                     self.generation.abort()
                     return "cancelled"
             if finished:
                 return "succeeded"
+
+    def _take(self, delta: Delta) -> None:
+        if delta.text:
+            if self.ttft_s is None:
+                self.ttft_s = time.monotonic() - self.started
+                LLM_TTFT.observe(self.ttft_s)
+            self.pending.append(delta.text)
+        self.completion_tokens += delta.tokens
+        LLM_TOKENS.inc(delta.tokens)
+        self.prompt_tokens = delta.prompt_tokens
 
     def usage(self) -> Usage:
         """Token counts and timings of the generation."""
@@ -106,7 +124,13 @@ def generate(
         request_id, prompt_ids, settings.llm_max_tokens, settings.llm_temperature
     )
     passages = [Citation.model_validate(c) for c in citations]
-    streamer = Streamer(job_id, generation, deadline, MarkerRewriter(len(passages)))
+    streamer = Streamer(
+        job_id,
+        generation,
+        deadline,
+        MarkerRewriter(len(passages)),
+        settings.llm_stream_interval_s,
+    )
     outcome = streamer.run()
     if outcome == "deadline_exceeded":
         store.fail(job_id, outcome, f"the answer took longer than {deadline_s:g} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import httpx
@@ -119,6 +120,19 @@ def test_two_answers_overlap_in_the_engine(
     (a_first, a_last), (b_first, b_last) = token_span(a), token_span(b)
     # Both streams had tokens before either finished: the engine batched them together.
     assert ms(a_first) < ms(b_last) and ms(b_first) < ms(a_last)
+
+
+def test_token_events_after_the_first_are_batched_by_interval(
+    http_module: httpx.Client, lighthouse: dict[str, str]
+) -> None:
+    job_id = ask(http_module, "Describe the Quarnelle lighthouse and its lamp in detail.")
+    assert wait_job(http_module, job_id)["status"] == "succeeded"
+    stamps = [int(e[0].split("-")[0]) for e in events(http_module, job_id) if e[1] == "token"]
+    assert len(stamps) >= 3
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    # The first text goes out at once; then one event per RAGQ_LLM_STREAM_INTERVAL_S (0.25 s)
+    # at most, save the last, which goes out as soon as the answer is complete.
+    assert min(gaps[:-1]) >= 240, gaps
 
 
 def test_cancel_running_answer_stops_its_tokens(

@@ -36,10 +36,12 @@ DATA = REPO.parent / "shared" / "data" / "scifact"
 
 @dataclass
 class Run:
-    """One measured request: time to first token, completion tokens."""
+    """One measured request: time to first token (client side and, for the system, at the llm
+    worker from submitting to the engine to its first text), completion tokens."""
 
     ttft_s: float
     tokens: int
+    engine_ttft_s: float = 0.0
 
 
 @dataclass
@@ -56,7 +58,16 @@ class Result:
 
     def ttft_ms(self, q: float) -> float:
         """A quantile of time to first token, in milliseconds."""
-        values = sorted(r.ttft_s for r in self.runs)
+        return self.quantile_ms([r.ttft_s for r in self.runs], q)
+
+    def engine_ttft_ms(self, q: float) -> float:
+        """A quantile of the llm worker's own time to first token, in milliseconds."""
+        return self.quantile_ms([r.engine_ttft_s for r in self.runs], q)
+
+    @staticmethod
+    def quantile_ms(seconds: list[float], q: float) -> float:
+        """A quantile of durations in seconds, in milliseconds."""
+        values = sorted(seconds)
         return 1000 * statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
 
 
@@ -94,7 +105,7 @@ async def ingest(http: httpx.AsyncClient, corpus: list[dict[str, Any]]) -> None:
 
 
 async def system_answer(
-    http: httpx.AsyncClient, question: str, finals: dict[str, dict[str, Any]]
+    http: httpx.AsyncClient, question: str, given: dict[str, list[dict[str, Any]]]
 ) -> Run:
     """Submit one question, follow its SSE stream; TTFT as the client sees it."""
     start = time.perf_counter()
@@ -104,20 +115,22 @@ async def system_answer(
         async for sse in source.aiter_sse():
             if sse.event == "token" and ttft is None:
                 ttft = time.perf_counter() - start
+            if sse.event == "passages":
+                given[question] = json.loads(sse.data)
             if sse.event == "done":
                 final = json.loads(sse.data)
                 break
     assert final["status"] == "succeeded", final
-    finals[question] = final["result"]
-    return Run(ttft or 0.0, final["result"]["usage"]["completion_tokens"])
+    usage = final["result"]["usage"]
+    return Run(ttft or 0.0, usage["completion_tokens"], usage["ttft_s"] or 0.0)
 
 
 async def run_system(
     settings: Settings, env: dict[str, str], corpus: list[dict[str, Any]], questions: list[str],
     n: int, levels: list[int],
-) -> tuple[dict[int, Result], dict[str, dict[str, Any]]]:  # fmt: skip
-    """Measure the whole system at each concurrency; also the passages each question got."""
-    finals: dict[str, dict[str, Any]] = {}
+) -> tuple[dict[int, Result], dict[str, list[dict[str, Any]]]]:  # fmt: skip
+    """Measure the whole system at each concurrency; also the passages each question was given."""
+    given: dict[str, list[dict[str, Any]]] = {}
     results = {}
     with running(settings, env) as supervisor:
         timeout = httpx.Timeout(600)
@@ -127,13 +140,16 @@ async def run_system(
             base_url=settings.base_url, timeout=timeout, limits=limits, headers=headers
         ) as http:
             await ingest(http, corpus)
-            await bounded(4, 4, lambda i: system_answer(http, questions[i], finals))
+            await bounded(4, 4, lambda i: system_answer(http, questions[i], given))
             for c in levels:
-                results[c] = await bounded(
-                    n, c, lambda i: system_answer(http, questions[i], finals)
+                results[c] = await bounded(n, c, lambda i: system_answer(http, questions[i], given))
+                r = results[c]
+                print(
+                    f"system c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms at the "
+                    f"client, {r.engine_ttft_ms(0.5):.0f} ms of it in the engine",
+                    flush=True,
                 )
-                print(f"system c={c}: {results[c].tok_s:.1f} tok/s", flush=True)
-    return results, finals
+    return results, given
 
 
 async def run_bare(
@@ -184,7 +200,10 @@ async def run_bare(
         await bounded(4, 4, one)
         for c in levels:
             results[c] = await bounded(n, c, one)
-            print(f"bare   c={c}: {results[c].tok_s:.1f} tok/s", flush=True)
+            r = results[c]
+            print(
+                f"bare   c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms", flush=True
+            )
     finally:
         engine.shutdown()
     return results
@@ -217,7 +236,7 @@ def main() -> None:
     }
     os.environ.update(overrides)
     settings = Settings()
-    system, finals = asyncio.run(
+    system, given = asyncio.run(
         run_system(settings, dict(os.environ), corpus, questions, args.n, levels)
     )
 
@@ -228,9 +247,11 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(llm_model_path(settings))
     prompts = []
     for q in questions:
-        cited = [Citation.model_validate(c) for c in finals[q]["citations"]]
+        # The passages in the order the model was given them (the `passages` event), so the
+        # bare engine gets the very same prompt.
+        passages = [Citation.model_validate(c) for c in given[q]]
         ids, _ = prompt.render(
-            tokenizer, q, cited, settings.llm_max_model_len, settings.llm_max_tokens
+            tokenizer, q, passages, settings.llm_max_model_len, settings.llm_max_tokens
         )
         prompts.append(ids)
     bare = asyncio.run(run_bare(settings, prompts, args.n, levels))

@@ -25,10 +25,13 @@ def messages(question: str, passages: Sequence[Citation]) -> list[dict[str, str]
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def _cap(tokenizer: Any, text: str, limit: int) -> str:
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = encoded["offset_mapping"]
-    return text if len(offsets) <= limit else text[: offsets[limit - 1][1]]
+def _capped(tokenizer: Any, texts: list[str], limit: int) -> list[str]:
+    # One batched call: the fast tokenizer encodes the passages in parallel.
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    return [
+        text if len(offsets) <= limit else text[: offsets[limit - 1][1]]
+        for text, offsets in zip(texts, encoded["offset_mapping"], strict=True)
+    ]
 
 
 def render(
@@ -40,9 +43,8 @@ def render(
 ) -> tuple[list[int], list[Citation]]:
     """Prompt token ids that leave room for the answer, and the passages that fit in it."""
     budget = max_model_len - max_tokens
-    kept = [
-        p.model_copy(update={"text": _cap(tokenizer, p.text, PASSAGE_TOKEN_CAP)}) for p in passages
-    ]
+    texts = _capped(tokenizer, [p.text for p in passages], PASSAGE_TOKEN_CAP) if passages else []
+    kept = [p.model_copy(update={"text": t}) for p, t in zip(passages, texts, strict=True)]
     while True:
         text = tokenizer.apply_chat_template(
             messages(question, kept), add_generation_prompt=True, tokenize=False

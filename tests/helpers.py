@@ -10,12 +10,21 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
 
 FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+def ragq(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the installed `ragq` command with this environment; its exit status and output."""
+    command = [str(Path(sys.executable).with_name("ragq")), *args]
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def wait_job(http: httpx.Client, job_id: str, timeout: float = 180) -> dict[str, Any]:

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import httpx
 
 from tests.conftest import Service, auth
-
-
-def ragq(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed `ragq` command with the test service's settings."""
-    command = [str(Path(sys.executable).with_name("ragq")), *args]
-    return subprocess.run(
-        command, env=service.env, capture_output=True, text=True, timeout=60, check=False
-    )
+from tests.helpers import ragq
 
 
 def test_create_list_revoke(service: Service) -> None:
-    created = ragq(service, "keys", "create", "--tenant", "cli-tenant")
+    created = ragq(service.env, "keys", "create", "--tenant", "cli-tenant", timeout=60)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert key.startswith("rq_")
@@ -28,18 +17,18 @@ def test_create_list_revoke(service: Service) -> None:
 
     with httpx.Client(base_url=service.base_url, timeout=30, headers=auth(key)) as http:
         assert http.get("/v1/documents").status_code == 200
-        listed = ragq(service, "keys", "list")
+        listed = ragq(service.env, "keys", "list", timeout=60)
         assert listed.returncode == 0, listed.stderr
         assert f"{key_id}\tcli-tenant" in listed.stdout
         assert key not in listed.stdout
-        revoked = ragq(service, "keys", "revoke", key_id)
+        revoked = ragq(service.env, "keys", "revoke", key_id, timeout=60)
         assert revoked.returncode == 0, revoked.stderr
         assert http.get("/v1/documents").status_code == 401
-    assert ragq(service, "keys", "revoke", key_id).returncode != 0
+    assert ragq(service.env, "keys", "revoke", key_id, timeout=60).returncode != 0
 
 
 def test_bad_tenant_is_a_usage_error(service: Service) -> None:
-    result = ragq(service, "keys", "create", "--tenant", "no spaces")
+    result = ragq(service.env, "keys", "create", "--tenant", "no spaces", timeout=60)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
 
@@ -48,13 +37,6 @@ def test_commands_use_the_dev_key_file_or_ragq_api_key(service: Service) -> None
     """`ragq up` wrote the development key under the data folder; RAGQ_API_KEY overrides it."""
     assert service.settings.key_file.read_text().strip() == service.api_key
     env = {**service.env, "RAGQ_API_KEY": "rq_not-a-valid-key-0123456789"}
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("ragq")), "reindex", "--all"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = ragq(env, "reindex", "--all", timeout=60)
     assert result.returncode != 0
     assert "401 invalid_api_key" in result.stderr

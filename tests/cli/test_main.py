@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.helpers import ragq
 
 DOCS = {
     "volcano.md": "# Mount Ekra\n\nMount Ekra is a shield volcano on Halvøy island. "
@@ -15,24 +15,16 @@ DOCS = {
 }
 
 
-def ragq(service, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    """Run the installed `ragq` command with the test service's settings."""
-    command = [str(Path(sys.executable).with_name("ragq")), *args]
-    return subprocess.run(
-        command, env=service.env, capture_output=True, text=True, timeout=300, check=False
-    )
-
-
 def test_ingest_folder_then_ask_prints_streamed_answer_and_sources(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     for name, text in DOCS.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     (tmp_path / ".hidden.md").write_text("skip me", encoding="utf-8")
 
-    ingested = ragq(service, "ingest", str(tmp_path))
+    ingested = ragq(service.env, "ingest", str(tmp_path))
     assert ingested.returncode == 0, ingested.stderr
     assert "ingested 3 of 3 files" in ingested.stderr
 
-    asked = ragq(service, "ask", "When did Mount Ekra last erupt?", "--top-k", "2")
+    asked = ragq(service.env, "ask", "When did Mount Ekra last erupt?", "--top-k", "2")
     assert asked.returncode == 0, asked.stderr
     assert asked.stdout.strip(), "no answer text was printed"
     # Cited passages are listed as numbered sources, the others as also retrieved.
@@ -44,31 +36,24 @@ def test_ingest_folder_then_ask_prints_streamed_answer_and_sources(service, tmp_
 
 def test_reindex_all_and_one(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "reindex.md").write_text("# Kiln log\n\nThe kiln reached 1280 C.\n")
-    assert ragq(service, "ingest", str(tmp_path)).returncode == 0
-    everything = ragq(service, "reindex", "--all")
+    assert ragq(service.env, "ingest", str(tmp_path)).returncode == 0
+    everything = ragq(service.env, "reindex", "--all")
     assert everything.returncode == 0, everything.stderr
     assert "re-indexed" in everything.stderr and "documents" in everything.stderr
-    missing = ragq(service, "reindex", "no-such-document")
+    missing = ragq(service.env, "reindex", "no-such-document")
     assert missing.returncode != 0
     assert "document_not_found" in missing.stderr
 
 
 def test_ingest_reports_failed_files(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
-    result = ragq(service, "ingest", str(tmp_path / "broken.pdf"))
+    result = ragq(service.env, "ingest", str(tmp_path / "broken.pdf"))
     assert result.returncode == 1
     assert "corrupt_file" in result.stderr
 
 
 def test_ask_with_no_service_is_a_clear_error(service) -> None:  # type: ignore[no-untyped-def]
     env = {**service.env, "RAGQ_API_PORT": "9"}
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("ragq")), "ask", "anything"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = ragq(env, "ask", "anything", timeout=60)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr

@@ -7,12 +7,18 @@ recognise a re-submitted document by its SHA-256 without touching the store.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import BaseModel
 
+from common.jobs import now_iso
+from common.schemas import ErrorInfo
+
 PREFIX = "ragq"
+
+SUPERSEDED = ErrorInfo(code="superseded", message="a newer request for this document replaced it")
 
 
 class DocumentStatus(StrEnum):
@@ -27,6 +33,55 @@ class DocumentStatus(StrEnum):
 
 # Statuses in which a re-submission of the same content is a no-op.
 LIVE = frozenset({DocumentStatus.QUEUED, DocumentStatus.INGESTING, DocumentStatus.READY})
+
+# Statuses of a document whose latest request has not ended yet.
+UNSETTLED = frozenset({DocumentStatus.QUEUED, DocumentStatus.INGESTING})
+
+# The fields that describe a version of a document. The hash's `live` field holds them (JSON) for
+# the version whose chunks search serves, so a request that ends without completing restores it.
+VERSION_FIELDS = (
+    "job_id",
+    "content_sha256",
+    "title",
+    "filename",
+    "chunks",
+    "metadata",
+    "req_title",
+)
+
+# Settles a document whose latest request (ARGV[1]) ended without completing: the live version
+# comes back (with ARGV[3], the error code, if the request failed); with none, a failed request
+# leaves a `failed` document (its content still maps to it, so sending the same bytes again
+# reuses the id) and a cancelled one leaves nothing. Acts once, and only if the request is
+# still the document's latest and unsettled. Returns 1 restored, 2 failed, 3 removed, 0 nothing.
+# KEYS: document hash, tenant listing, content index. ARGV: job id, failed|cancelled, code, now.
+SETTLE_SCRIPT = """
+local doc = KEYS[1]
+if redis.call('HGET', doc, 'job_id') ~= ARGV[1] then return 0 end
+local status = redis.call('HGET', doc, 'status')
+if status ~= 'queued' and status ~= 'ingesting' then return 0 end
+local id = redis.call('HGET', doc, 'document_id')
+local sha = redis.call('HGET', doc, 'content_sha256')
+if sha and redis.call('HGET', KEYS[3], sha) == id then redis.call('HDEL', KEYS[3], sha) end
+local live = redis.call('HGET', doc, 'live')
+if live and live ~= '' then
+  local v = cjson.decode(live)
+  redis.call('HSET', doc, 'status', 'ready', 'job_id', v.job_id,
+    'content_sha256', v.content_sha256, 'title', v.title, 'filename', v.filename,
+    'chunks', v.chunks, 'metadata', v.metadata, 'req_title', v.req_title,
+    'error', ARGV[3], 'updated_at', ARGV[4])
+  redis.call('HSET', KEYS[3], v.content_sha256, id)
+  return 1
+end
+if ARGV[2] == 'failed' then
+  redis.call('HSET', doc, 'status', 'failed', 'error', ARGV[3], 'updated_at', ARGV[4])
+  redis.call('HSET', KEYS[3], sha, id)
+  return 2
+end
+redis.call('DEL', doc)
+redis.call('ZREM', KEYS[2], id)
+return 3
+"""
 
 
 class DocumentInfo(BaseModel):
@@ -62,6 +117,36 @@ def content_key(tenant: str) -> str:
 def lock_key(tenant: str, document_id: str) -> str:
     """Redis key of the lock that serialises the tasks changing one document."""
     return f"{PREFIX}:lock:doc:{tenant}:{document_id}"
+
+
+# Sets fields (ARGV[2:]) of a document hash (KEYS[1]) only while ARGV[1] is its latest request.
+# Returns 1 if set, 0 if not.
+SET_IF_LATEST_SCRIPT = """
+if redis.call('HGET', KEYS[1], 'job_id') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+
+def settle_keys(tenant: str, document_id: str) -> list[str]:
+    """The keys SETTLE_SCRIPT reads and writes for one document."""
+    return [doc_key(tenant, document_id), listing_key(tenant), content_key(tenant)]
+
+
+def settle_args(job_id: str, error_code: str | None) -> list[str]:
+    """SETTLE_SCRIPT's arguments: a failed request's error code, or None if it was cancelled."""
+    outcome = "cancelled" if error_code is None else "failed"
+    return [job_id, outcome, error_code or "", now_iso()]
+
+
+def version_snapshot(raw: Mapping[str, str]) -> str:
+    """The `live` field value for the version a document hash describes."""
+    return json.dumps({name: raw.get(name, "") for name in VERSION_FIELDS}, sort_keys=True)
+
+
+def canonical_metadata(metadata: Mapping[str, object] | None) -> str:
+    """Metadata as the registry stores it, so equal metadata compares equal."""
+    return json.dumps(dict(metadata or {}), sort_keys=True, separators=(",", ":"))
 
 
 def info_from_hash(raw: Mapping[str, str]) -> DocumentInfo:

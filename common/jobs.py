@@ -103,6 +103,19 @@ def dumps(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Guard:
+    """Another hash that must agree with a change: `check` reads it, `write` changes it too.
+
+    The change and `write` then happen in one transaction, and neither if the hash changed
+    between the check and the write.
+    """
+
+    key: str
+    check: Callable[[dict[str, str]], bool]
+    write: Callable[[redis.client.Pipeline], object]
+
+
+@dataclass(frozen=True)
 class Update:
     """One conditional change: fields to set and events to append if the status allows it."""
 
@@ -219,28 +232,36 @@ class JobStore:
         return int(self._update(keys=keys, args=update.script_args(self.ttl_s))) == 1
 
     def _apply_watched(
-        self, job_id: str, decide: Callable[[dict[str, str]], Update | None]
+        self,
+        job_id: str,
+        decide: Callable[[dict[str, str]], Update | None],
+        guard: Guard | None = None,
     ) -> tuple[dict[str, str], Update | None]:
-        """Apply the change `decide` makes of the record unless the record changed meanwhile.
+        """Apply the change `decide` makes of the record, deciding again if it changed meanwhile.
 
-        Returns the record read and the change applied (None when `decide` declined or a
-        concurrent writer won: that writer is then the one that acts on the job).
+        Returns the record read and the change applied (None when `decide` or the guard
+        declined: after a concurrent writer, `decide` sees what that writer did).
         """
+        keys = [job_key(job_id), *([guard.key] if guard else [])]
         with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(job_key(job_id))
-                raw: dict[str, str] = pipe.hgetall(job_key(job_id))  # type: ignore[assignment]
-                update = decide(raw) if raw else None
-                if update is None:
-                    return raw, None
-                pipe.multi()
-                self._update(
-                    keys=self._keys(job_id), args=update.script_args(self.ttl_s), client=pipe
-                )
-                (applied,) = pipe.execute()
-            except redis.WatchError:
-                return {}, None
-        return raw, update if int(applied) == 1 else None
+            while True:
+                try:
+                    pipe.watch(*keys)
+                    raw: dict[str, str] = pipe.hgetall(keys[0])  # type: ignore[assignment]
+                    update = decide(raw) if raw else None
+                    if update is None:
+                        return raw, None
+                    if guard is not None and not guard.check(pipe.hgetall(guard.key)):  # type: ignore[arg-type]
+                        return raw, None
+                    pipe.multi()
+                    if guard is not None:
+                        guard.write(pipe)
+                    args = update.script_args(self.ttl_s)
+                    self._update(keys=self._keys(job_id), args=args, client=pipe)
+                    (*_, applied) = pipe.execute()
+                    return raw, update if int(applied) == 1 else None
+                except redis.WatchError:
+                    continue
 
     def _claimable(self, raw: Mapping[str, str], handoff: bool) -> bool:
         status = raw.get("status")
@@ -316,12 +337,17 @@ class JobStore:
         *,
         result: Any = None,
         error: ErrorInfo | None = None,
+        guard: Guard | None = None,
     ) -> bool:
-        """Finish an active job as succeeded, failed or cancelled."""
-        raw = self.raw(job_id)
-        if not raw:
-            return False
-        if not self.apply(job_id, status_update(raw, to, ACTIVE, result=result, error=error)):
+        """Finish an active job as succeeded, failed or cancelled (with `guard`, if it agrees)."""
+
+        def decide(raw: dict[str, str]) -> Update | None:
+            if raw.get("status") not in ACTIVE:
+                return None
+            return status_update(raw, to, ACTIVE, result=result, error=error)
+
+        raw, update = self._apply_watched(job_id, decide, guard)
+        if update is None:
             return False
         self.redis.zrem(ACTIVE_JOBS_KEY, job_id)
         JOBS_FINISHED.labels(raw["kind"], to.value).inc()

@@ -22,7 +22,7 @@ from common.jobs import (
     record_from_hash,
     status_update,
 )
-from common.schemas import ACTIVE, EventName, JobKind, JobRecord, JobStatus
+from common.schemas import ACTIVE, ErrorInfo, EventName, JobKind, JobRecord, JobStatus
 from common.telemetry import JOBS_FINISHED
 
 
@@ -100,12 +100,13 @@ class AsyncJobStore:
         keys = [job_key(job_id), events_key(job_id), WEBHOOKS_DUE_KEY]
         return int(await self._update(keys=keys, args=update.script_args(self.ttl_s))) == 1
 
-    async def cancel(self, job_id: str) -> bool:
+    async def cancel(self, job_id: str, error: ErrorInfo | None = None) -> bool:
         """Cancel a queued or running job; False if it had already finished."""
         raw = await self.raw(job_id)
         if not raw:
             return False
-        if not await self.apply(job_id, status_update(raw, JobStatus.CANCELLED, ACTIVE)):
+        update = status_update(raw, JobStatus.CANCELLED, ACTIVE, error=error)
+        if not await self.apply(job_id, update):
             return False
         await self.redis.zrem(ACTIVE_JOBS_KEY, job_id)
         JOBS_FINISHED.labels(raw["kind"], JobStatus.CANCELLED.value).inc()

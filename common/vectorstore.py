@@ -33,6 +33,12 @@ TENANT = "tenant"
 DOCUMENT_ID = "document_id"
 TITLE = "title"
 METADATA = "metadata"
+# The ingest job that wrote a chunk, and "staged" while that job is not complete: searches and
+# re-indexing skip staged chunks, so a document's previous version serves until the new one is
+# whole (`commit_version`), and an abandoned version is removed whole (`discard_version`).
+VERSION = "version"
+STATE = "state"
+STAGED = "staged"
 
 # Each side of a hybrid search hands this many candidates, at least, to the fusion: reciprocal
 # rank fusion (sum of 1 / (k + rank)) or distribution-based score fusion (each side's scores
@@ -77,6 +83,14 @@ class VectorStore(Protocol):
         """Remove every chunk of one document of one tenant."""
         ...
 
+    def commit_version(self, tenant: str, document_id: str, version: str) -> None:
+        """Make a version's staged chunks searchable, then remove the document's other chunks."""
+        ...
+
+    def discard_version(self, tenant: str, document_id: str, version: str) -> None:
+        """Remove a version's staged chunks (a committed version stays)."""
+        ...
+
     def search(
         self,
         tenant: str,
@@ -97,7 +111,7 @@ class VectorStore(Protocol):
         ...
 
     def chunks(self, tenant: str, document_id: str) -> list[SearchHit]:
-        """Every chunk of one document of one tenant (score 0), in no particular order."""
+        """Every searchable chunk of one document of one tenant (score 0), in no order."""
         ...
 
     def close(self) -> None:
@@ -112,6 +126,18 @@ def _check_dim(expected: int, dim: int) -> None:
 
 # A payload condition: equal to a value, or (a list) equal to one of the values.
 _Condition = tuple[str, MetadataValue | list[str]]
+# What every search and re-index excludes.
+_NOT_SEARCHABLE: list[_Condition] = [(STATE, STAGED)]
+
+
+def _document(tenant: str, document_id: str) -> list[_Condition]:
+    """The conditions that select one document's chunks."""
+    return [(TENANT, tenant), (DOCUMENT_ID, [document_id])]
+
+
+def _staged(tenant: str, document_id: str, version: str) -> list[_Condition]:
+    """The conditions that select a version's staged chunks."""
+    return [*_document(tenant, document_id), (VERSION, version), (STATE, STAGED)]
 
 
 @dataclass(frozen=True)
@@ -191,8 +217,13 @@ def _edge_condition(key: str, value: MetadataValue | list[str]) -> edge.FieldCon
     return edge.FieldCondition(key, match=edge.MatchValue(value))
 
 
-def _edge_filter(conditions: Sequence[_Condition]) -> edge.Filter:
-    return edge.Filter(must=[_edge_condition(key, value) for key, value in conditions])
+def _edge_filter(
+    conditions: Sequence[_Condition], exclude: Sequence[_Condition] = ()
+) -> edge.Filter:
+    return edge.Filter(
+        must=[_edge_condition(key, value) for key, value in conditions],
+        must_not=[_edge_condition(key, value) for key, value in exclude] or None,
+    )
 
 
 def _edge_sparse(vector: SparseVector) -> edge.SparseVector:
@@ -214,7 +245,7 @@ def _edge_fusion(fusion: SearchFusion) -> edge.Fusion:
 
 
 def _edge_query(search: _Search, fusion: SearchFusion) -> edge.QueryRequest:
-    flt = _edge_filter(search.conditions)
+    flt = _edge_filter(search.conditions, _NOT_SEARCHABLE)
     # IDF statistics over the tenant's chunks only, as if it had a collection of its own.
     params = edge.SearchParams(idf=edge.IdfParams(corpus=_edge_filter(search.conditions[:1])))
     dense = None if search.dense is None else edge.Query.Nearest(search.dense, using=DENSE)
@@ -282,7 +313,7 @@ class EdgeStore:
                     TENANT, edge.KeywordIndexParams(is_tenant=True)
                 )
             )
-            for field in (DOCUMENT_ID, TITLE):
+            for field in (DOCUMENT_ID, TITLE, VERSION, STATE):
                 shard.update(
                     edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
                 )
@@ -296,7 +327,20 @@ class EdgeStore:
 
     def delete_document(self, tenant: str, document_id: str) -> None:
         """Remove every chunk of one document of one tenant."""
-        flt = _edge_filter([(TENANT, tenant), (DOCUMENT_ID, [document_id])])
+        flt = _edge_filter(_document(tenant, document_id))
+        self._write(edge.UpdateOperation.delete_points_by_filter(flt))
+
+    def commit_version(self, tenant: str, document_id: str, version: str) -> None:
+        """Make a version's staged chunks searchable, then remove the document's other chunks."""
+        document = _document(tenant, document_id)
+        ours = _edge_filter([*document, (VERSION, version)])
+        self._write(edge.UpdateOperation.delete_payload_by_filter(ours, [STATE]))
+        others = _edge_filter(document, [(VERSION, version)])
+        self._write(edge.UpdateOperation.delete_points_by_filter(others))
+
+    def discard_version(self, tenant: str, document_id: str, version: str) -> None:
+        """Remove a version's staged chunks (a committed version stays)."""
+        flt = _edge_filter(_staged(tenant, document_id, version))
         self._write(edge.UpdateOperation.delete_points_by_filter(flt))
 
     def search(
@@ -326,8 +370,8 @@ class EdgeStore:
         return self._opened().count(edge.CountRequest(exact=True, filter=_edge_filter(conditions)))
 
     def chunks(self, tenant: str, document_id: str) -> list[SearchHit]:
-        """Every chunk of one document of one tenant (score 0), in no particular order."""
-        flt = _edge_filter([(TENANT, tenant), (DOCUMENT_ID, [document_id])])
+        """Every searchable chunk of one document of one tenant (score 0), in no order."""
+        flt = _edge_filter(_document(tenant, document_id), _NOT_SEARCHABLE)
         found: list[SearchHit] = []
         offset: edge.PointId | None = None
         while True:
@@ -374,9 +418,12 @@ def _server_condition(key: str, value: MetadataValue | list[str]) -> models.Fiel
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
-def _server_filter(conditions: Sequence[_Condition]) -> models.Filter:
+def _server_filter(
+    conditions: Sequence[_Condition], exclude: Sequence[_Condition] = ()
+) -> models.Filter:
     must: list[models.Condition] = [_server_condition(key, value) for key, value in conditions]
-    return models.Filter(must=must)
+    must_not: list[models.Condition] = [_server_condition(key, value) for key, value in exclude]
+    return models.Filter(must=must, must_not=must_not or None)
 
 
 def _server_sparse(vector: SparseVector) -> models.SparseVector:
@@ -398,7 +445,7 @@ def _server_fusion(fusion: SearchFusion) -> models.Query:
 
 def _server_query(search: _Search, fusion: SearchFusion) -> dict[str, Any]:
     """Keyword arguments of `QdrantClient.query_points` for the search."""
-    flt = _server_filter(search.conditions)
+    flt = _server_filter(search.conditions, _NOT_SEARCHABLE)
     # IDF statistics over the tenant's chunks only, as if it had a collection of its own.
     params = models.SearchParams(
         idf=models.IdfCorpusParams(corpus=_server_filter(search.conditions[:1]))
@@ -460,7 +507,7 @@ class ServerStore:
                     TENANT,
                     models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
                 )
-                for field in (DOCUMENT_ID, TITLE):
+                for field in (DOCUMENT_ID, TITLE, VERSION, STATE):
                     self._client.create_payload_index(
                         self._collection, field, models.PayloadSchemaType.KEYWORD
                     )
@@ -475,10 +522,25 @@ class ServerStore:
 
     def delete_document(self, tenant: str, document_id: str) -> None:
         """Remove every chunk of one document of one tenant, waiting until it is applied."""
-        flt = _server_filter([(TENANT, tenant), (DOCUMENT_ID, [document_id])])
-        selector = models.FilterSelector(filter=flt)
+        self._delete(_server_filter(_document(tenant, document_id)))
+
+    def commit_version(self, tenant: str, document_id: str, version: str) -> None:
+        """Make a version's staged chunks searchable, then remove the document's other chunks."""
+        document = _document(tenant, document_id)
+        ours = models.FilterSelector(filter=_server_filter([*document, (VERSION, version)]))
         with self._lock:
-            self._client.delete(self._collection, points_selector=selector, wait=True)
+            self._client.delete_payload(self._collection, [STATE], points=ours, wait=True)
+        self._delete(_server_filter(document, [(VERSION, version)]))
+
+    def discard_version(self, tenant: str, document_id: str, version: str) -> None:
+        """Remove a version's staged chunks (a committed version stays)."""
+        self._delete(_server_filter(_staged(tenant, document_id, version)))
+
+    def _delete(self, flt: models.Filter) -> None:
+        with self._lock:
+            self._client.delete(
+                self._collection, points_selector=models.FilterSelector(filter=flt), wait=True
+            )
 
     def search(
         self,
@@ -515,8 +577,8 @@ class ServerStore:
             return self._client.count(self._collection, count_filter=flt, exact=True).count
 
     def chunks(self, tenant: str, document_id: str) -> list[SearchHit]:
-        """Every chunk of one document of one tenant (score 0), in no particular order."""
-        flt = _server_filter([(TENANT, tenant), (DOCUMENT_ID, [document_id])])
+        """Every searchable chunk of one document of one tenant (score 0), in no order."""
+        flt = _server_filter(_document(tenant, document_id), _NOT_SEARCHABLE)
         found: list[SearchHit] = []
         offset: models.ExtendedPointId | None = None
         while True:

@@ -2,8 +2,11 @@
 
 Tasks that change one document hold that document's lock, and a task whose job is no longer
 the document's latest (the client re-submitted or deleted it meanwhile) stands down, so an
-older version can never overwrite a newer one. Point ids are uuid5(tenant, document, chunk
-number): a retried task overwrites its own points instead of duplicating them.
+older version can never overwrite a newer one. A new version's chunks are written staged (not
+searchable) and become the document's chunks only once the job has succeeded, so the previous
+version serves until then, and any other ending removes them and settles the registry. Point
+ids are uuid5(tenant, document, version, chunk number): a retried task overwrites its own points
+instead of duplicating them.
 """
 
 from __future__ import annotations
@@ -16,16 +19,31 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
+from celery.exceptions import Reject
+
 from common.chunking import Chunk, chunk_sections
-from common.documents import DocumentStatus, content_key, doc_key, listing_key, lock_key
-from common.jobs import JobStore, now_iso
+from common.documents import (
+    SET_IF_LATEST_SCRIPT,
+    SETTLE_SCRIPT,
+    SUPERSEDED,
+    UNSETTLED,
+    DocumentStatus,
+    content_key,
+    doc_key,
+    listing_key,
+    lock_key,
+    settle_args,
+    settle_keys,
+    version_snapshot,
+)
+from common.jobs import Guard, JobStore, job_key, now_iso
 from common.locks import worker_lock
 from common.parsing import ParseError, parse
 from common.pdf_sandbox import PdfLimits
-from common.schemas import ErrorInfo, IngestResult, JobStatus
+from common.schemas import IngestResult, JobStatus
 from common.settings import get_settings
 from common.telemetry import INGEST_CHUNKS
-from common.vectorstore import ChunkPoint
+from common.vectorstore import STAGED, STATE, VERSION, ChunkPoint
 from workers import draining, engines
 from workers.base import JobTask
 from workers.celery_app import DELETE_TASK, INGEST_TASK, app
@@ -33,12 +51,11 @@ from workers.celery_app import DELETE_TASK, INGEST_TASK, app
 log = logging.getLogger(__name__)
 
 POINT_NAMESPACE = uuid.UUID("6f2b8c1e-51a4-4d3e-9a43-0c1f6f1d2a7b")
-SUPERSEDED = ErrorInfo(code="superseded", message="a newer request for this document replaced it")
 
 
-def point_id(tenant: str, document_id: str, index: int) -> str:
+def point_id(tenant: str, document_id: str, version: str, index: int) -> str:
     """Deterministic id of a chunk's point, so a retried task overwrites instead of duplicating."""
-    return str(uuid.uuid5(POINT_NAMESPACE, f"{tenant}/{document_id}/{index}"))
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{tenant}/{document_id}/{version}/{index}"))
 
 
 @contextmanager
@@ -59,7 +76,18 @@ def is_latest(store: JobStore, tenant: str, document_id: str, job_id: str) -> bo
     return doc_field(store, tenant, document_id, "job_id") == job_id
 
 
-def _points(raw: dict[str, str], title: str, chunks: list[Chunk], vectors: Any) -> list[ChunkPoint]:
+def _still_wanted(store: JobStore, job_id: str, raw: dict[str, str]) -> bool:
+    """Whether the job still runs and is still its document's latest request (one round trip)."""
+    with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hget(job_key(job_id), "status")
+        pipe.hget(doc_key(raw["tenant"], raw["document_id"]), "job_id")
+        status, latest = pipe.execute()
+    return status == JobStatus.RUNNING and latest == job_id
+
+
+def _points(
+    raw: dict[str, str], version: str, title: str, chunks: list[Chunk], vectors: Any
+) -> list[ChunkPoint]:
     metadata = json.loads(raw.get("metadata") or "{}")
     encoder = engines.sparse_encoder()
     points = []
@@ -72,22 +100,39 @@ def _points(raw: dict[str, str], title: str, chunks: list[Chunk], vectors: Any) 
             "text": chunk.text,
             "chunk_index": chunk.index,
             "metadata": metadata,
+            VERSION: version,
+            STATE: STAGED,
         }
         if chunk.page is not None:
             payload["page"] = chunk.page
-        point = point_id(raw["tenant"], raw["document_id"], chunk.index)
+        point = point_id(raw["tenant"], raw["document_id"], version, chunk.index)
         sparse = encoder.encode_document(chunk.text)
         points.append(ChunkPoint(point, vector.tolist(), payload, sparse))
     return points
 
 
-def _register(store: JobStore, raw: dict[str, str], **fields: str) -> None:
+def _commit_guard(job_id: str, raw: dict[str, str], title: str, total: int) -> Guard:
+    """The registry change that makes this job's version the document's live one.
+
+    It applies with the job's success, and only while the job is the document's latest request.
+    """
     key = doc_key(raw["tenant"], raw["document_id"])
-    store.redis.hset(key, mapping={**fields, "updated_at": now_iso()})
+    seen: dict[str, str] = {}
+
+    def check(doc: dict[str, str]) -> bool:
+        seen.update(doc)
+        return doc.get("job_id") == job_id and doc.get("status") in UNSETTLED
+
+    def write(pipe: Any) -> None:
+        fields = {"status": DocumentStatus.READY.value, "title": title, "chunks": str(total)}
+        fields.update(error="", updated_at=now_iso())
+        pipe.hset(key, mapping={**fields, "live": version_snapshot({**seen, **fields})})
+
+    return Guard(key, check, write)
 
 
-def _embed_and_store(store: JobStore, job_id: str, raw: dict[str, str], data: bytes) -> bool:
-    """Ingest one document; False if it stopped because the job was cancelled."""
+def _embed_and_store(store: JobStore, job_id: str, raw: dict[str, str], data: bytes) -> None:
+    """Parse, chunk and embed one document as a staged version; succeed if it is still wanted."""
     settings = get_settings()
     limits = PdfLimits(settings.pdf_parse_timeout_s, settings.pdf_parse_memory_mib)
     parsed = parse(data, raw.get("filename") or None, pdf_parser=limits)
@@ -99,22 +144,80 @@ def _embed_and_store(store: JobStore, job_id: str, raw: dict[str, str], data: by
     )
     title = raw.get("title") or parsed.title or raw.get("filename") or "untitled"
     vectors = engines.vector_store()
-    vectors.delete_document(raw["tenant"], raw["document_id"])
     total = len(chunks)
     store.progress(job_id, 0, total)
     done = 0
     batches = iter(chunks)
     while batch := list(islice(batches, settings.embedding_batch_size)):
         draining.check()
-        if store.status(job_id) is not JobStatus.RUNNING:
-            return False
+        if not _still_wanted(store, job_id, raw):
+            store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
+            return
         embedded = engines.batcher().encode([c.text for c in batch])
-        vectors.upsert(_points(raw, title, batch, embedded))
+        vectors.upsert(_points(raw, job_id, title, batch, embedded))
         done += len(batch)
         INGEST_CHUNKS.inc(len(batch))
         store.progress(job_id, done, total)
-    _register(store, raw, status=DocumentStatus.READY.value, chunks=str(total), title=title)
-    return True
+    result = IngestResult(
+        document_id=raw["document_id"], chunks=total, content_sha256=raw["content_sha256"]
+    )
+    guard = _commit_guard(job_id, raw, title, total)
+    if store.finish(job_id, JobStatus.SUCCEEDED, result=result.model_dump(), guard=guard):
+        log.info("ingested document %s: %d chunks", raw["document_id"], total)
+    else:
+        # Cancelled, or a newer request came after the last check: this version is not wanted.
+        store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
+
+
+def _ingest(store: JobStore, job_id: str, raw: dict[str, str], worker: str) -> None:
+    """The ingest task's work under the document lock; `_close` settles however it ended."""
+    tenant, document_id = raw["tenant"], raw["document_id"]
+    if not is_latest(store, tenant, document_id, job_id):
+        store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
+        return
+    if not store.start(job_id, worker=worker):
+        return
+    data = store.blob(job_id)
+    if data is None:
+        store.fail(job_id, "upload_missing", "the upload expired before it was processed")
+        return
+    mark = store.redis.register_script(SET_IF_LATEST_SCRIPT)
+    mark(keys=[doc_key(tenant, document_id)], args=[job_id, "status", "ingesting"])
+    try:
+        _embed_and_store(store, job_id, raw, data)
+    except ParseError as exc:
+        store.fail(job_id, exc.code, str(exc))
+    except Reject:
+        raise
+    except Exception as exc:
+        store.fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _close(store: JobStore, job_id: str, raw: dict[str, str]) -> None:
+    """Leave the document consistent with how the job ended (still under its lock).
+
+    A success makes its staged chunks the searchable ones, if its version is still the live one
+    (also when a crash came between the two steps and the task runs again); any other ending
+    removes them and settles the registry. A job still running (draining, or held by another
+    worker) is left as it is.
+    """
+    record = store.get(job_id)
+    if record is None or not record.status.finished:
+        return
+    tenant, document_id = raw["tenant"], raw["document_id"]
+    vectors = engines.vector_store()
+    if record.status is JobStatus.SUCCEEDED:
+        live = json.loads(doc_field(store, tenant, document_id, "live") or "{}")
+        if live.get("job_id") == job_id:
+            vectors.commit_version(tenant, document_id, job_id)
+        store.drop_blob(job_id)
+        return
+    vectors.discard_version(tenant, document_id, job_id)
+    failed = record.status is JobStatus.FAILED
+    code = (record.error.code if record.error else "internal_error") if failed else None
+    settle = store.redis.register_script(SETTLE_SCRIPT)
+    settle(keys=settle_keys(tenant, document_id), args=settle_args(job_id, code))
 
 
 @app.task(name=INGEST_TASK, bind=True, base=JobTask)
@@ -124,33 +227,12 @@ def ingest(self: JobTask, job_id: str) -> None:
     raw = store.raw(job_id)
     if not raw:
         return
-    with document_lock(store, raw["tenant"], raw["document_id"], self.request.hostname or "?"):
-        if not is_latest(store, raw["tenant"], raw["document_id"], job_id):
-            store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
-            return
-        if not store.start(job_id, worker=self.request.hostname or "?"):
-            return
-        data = store.blob(job_id)
-        if data is None:
-            store.fail(job_id, "upload_missing", "the upload expired before it was processed")
-            return
-        _register(store, raw, status=DocumentStatus.INGESTING.value)
+    worker = self.request.hostname or "?"
+    with document_lock(store, raw["tenant"], raw["document_id"], worker):
         try:
-            completed = _embed_and_store(store, job_id, raw, data)
-        except ParseError as exc:
-            _register(store, raw, status=DocumentStatus.FAILED.value, error=exc.code)
-            store.redis.hdel(content_key(raw["tenant"]), raw["content_sha256"])
-            store.fail(job_id, exc.code, str(exc))
-            return
-    if not completed:
-        return
-    total = int(doc_field(store, raw["tenant"], raw["document_id"], "chunks") or 0)
-    result = IngestResult(
-        document_id=raw["document_id"], chunks=total, content_sha256=raw["content_sha256"]
-    )
-    if store.finish(job_id, JobStatus.SUCCEEDED, result=result.model_dump()):
-        store.drop_blob(job_id)
-    log.info("ingested document %s: %d chunks", raw["document_id"], total)
+            _ingest(store, job_id, raw, worker)
+        finally:
+            _close(store, job_id, raw)
 
 
 @app.task(name=DELETE_TASK, bind=True, base=JobTask)

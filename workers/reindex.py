@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from itertools import islice
 
+from common.documents import SUPERSEDED, DocumentStatus
 from common.schemas import JobStatus
 from common.settings import get_settings
 from common.telemetry import INGEST_CHUNKS
@@ -15,7 +16,7 @@ from common.vectorstore import ChunkPoint
 from workers import draining, engines
 from workers.base import JobTask
 from workers.celery_app import REINDEX_TASK, app
-from workers.ingest import document_lock
+from workers.ingest import doc_field, document_lock
 
 
 @app.task(name=REINDEX_TASK, bind=True, base=JobTask)
@@ -28,6 +29,10 @@ def reindex_document(self: JobTask, job_id: str) -> None:
     tenant, document_id = raw["tenant"], raw["document_id"]
     worker = self.request.hostname or "?"
     with document_lock(store, tenant, document_id, worker):
+        if doc_field(store, tenant, document_id, "status") != DocumentStatus.READY:
+            # Deleted, or a new version is pending (it will be embedded afresh).
+            store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
+            return
         if not store.start(job_id, worker=worker):
             return
         vectors = engines.vector_store()

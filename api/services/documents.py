@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,12 +16,16 @@ from api.schemas import BatchAccepted, BatchStatus, JobAccepted
 from api.services.jobs import JobService
 from common.documents import (
     LIVE,
+    SUPERSEDED,
+    UNSETTLED,
     DocumentInfo,
     DocumentStatus,
+    canonical_metadata,
     content_key,
     doc_key,
     info_from_hash,
     listing_key,
+    version_snapshot,
 )
 from common.jobs import now_iso
 from common.schemas import JobKind, JobStatus, Progress
@@ -59,9 +62,12 @@ class DocumentService:
     ) -> tuple[JobAccepted, bool]:
         """Queue the ingestion of a document; (the accepted job, whether it is a new job).
 
-        The same content again (same SHA-256, under the same or no document id) is a no-op
-        that reports the job that ingested it; changed content under an existing document id
-        replaces that document's chunks. The webhook URL is vetted unless `vetted` says so.
+        The same content again (same SHA-256, under the same or no document id, with the same
+        title and metadata) is a no-op that reports the job that ingested it; anything changed
+        under an existing document id makes a new version of that document, which replaces the
+        previous one once it is complete (a pending one it replaces is cancelled). A document
+        being deleted takes no new version (409). The webhook URL is vetted unless `vetted`
+        says so.
         """
         self._check(upload)
         webhook_url = upload.webhook_url
@@ -73,7 +79,17 @@ class DocumentService:
             known = await self.redis.hget(content_key(tenant), sha)  # type: ignore[misc]
             document_id = known or str(uuid.uuid4())
         current = await self._existing(tenant, document_id)
-        if current.get("content_sha256") == sha and current.get("status") in LIVE:
+        if current.get("status") == DocumentStatus.DELETING:
+            raise ApiError(
+                409, "document_deleting", f"document {document_id} is being deleted; try later"
+            )
+        title, metadata = upload.title or "", canonical_metadata(upload.metadata)
+        if (
+            current.get("content_sha256") == sha
+            and current.get("status") in LIVE
+            and current.get("req_title", title) == title
+            and current.get("metadata", metadata) == metadata
+        ):
             record = await self.jobs.get(tenant, current["job_id"])
             accepted = JobAccepted(
                 job_id=record.job_id, status=record.status, document_id=document_id
@@ -93,10 +109,15 @@ class DocumentService:
             "created_at": current.get("created_at", now),
             "updated_at": now,
             "error": "",
+            "req_title": title,
+            "metadata": metadata,
         }
         old_sha = current.get("content_sha256")
 
         def register(pipe: Pipeline) -> None:
+            if current.get("status") == DocumentStatus.READY and "live" not in current:
+                # Registered before versions were kept: its chunks are the live version.
+                pipe.hsetnx(doc_key(tenant, document_id), "live", version_snapshot(current))
             pipe.hset(doc_key(tenant, document_id), mapping=doc_fields)
             pipe.zadd(listing_key(tenant), {document_id: time.time()}, nx=True)
             if old_sha and old_sha != sha:
@@ -107,7 +128,7 @@ class DocumentService:
             "document_id": document_id,
             "filename": upload.filename or "",
             "title": upload.title or "",
-            "metadata": json.dumps(upload.metadata or {}),
+            "metadata": metadata,
             "content_sha256": sha,
         }
         await self.jobs.enqueue(
@@ -120,7 +141,13 @@ class DocumentService:
             job_id=job_id,
             webhook_url=webhook_url,
         )
+        await self._supersede(tenant, current)
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id), True
+
+    async def _supersede(self, tenant: str, previous: dict[str, str]) -> None:
+        """Cancel the request a new one replaced, if it had not ended (its worker stops early)."""
+        if previous.get("status") in UNSETTLED:
+            await self.jobs.store.cancel(previous["job_id"], error=SUPERSEDED)
 
     def _check(self, upload: Upload) -> None:
         """422 for an empty document, 413 for one over RAGQ_MAX_UPLOAD_BYTES."""
@@ -199,10 +226,20 @@ class DocumentService:
         return [info_from_hash(raw) for raw in raws if raw], int(total)
 
     async def delete(self, tenant: str, document_id: str) -> JobAccepted:
-        """Queue the removal of a document's chunks and registry entry."""
+        """Queue the removal of a document's chunks and registry entry.
+
+        A document already being deleted answers with the delete job under way (a new one if
+        that job failed); a pending version of the document is cancelled.
+        """
         current = await self._existing(tenant, document_id)
-        if not current or current.get("status") == DocumentStatus.DELETING:
+        if not current:
             raise ApiError(404, "document_not_found", f"no document {document_id}")
+        if current.get("status") == DocumentStatus.DELETING:
+            record = await self.jobs.store.get(current["job_id"], tenant)
+            if record is not None and not record.status.finished:
+                return JobAccepted(
+                    job_id=record.job_id, status=record.status, document_id=document_id
+                )
         job_id = str(uuid.uuid4())
 
         def mark(pipe: Pipeline) -> None:
@@ -223,6 +260,7 @@ class DocumentService:
             also=mark,
             job_id=job_id,
         )
+        await self._supersede(tenant, current)
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)
 
     async def reindex(self, tenant: str, document_id: str) -> JobAccepted:

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError
 from api.schemas import AnswerIn, JobAccepted
 from api.services import inputs
+from common.documents import SETTLE_SCRIPT, settle_args, settle_keys
 from common.jobs_async import AsyncJobStore
 from common.schemas import JobKind, JobRecord, JobStatus
 from common.settings import Settings
@@ -94,10 +95,21 @@ class JobService:
         return record
 
     async def cancel(self, tenant: str, job_id: str) -> JobRecord:
-        """Cancel a queued or running job; 409 if it already finished."""
-        await self.get(tenant, job_id)
+        """Cancel a queued or running job; 409 if it already finished or is a deletion.
+
+        A cancelled ingest settles its document at once: the previous version is served again
+        (or the document goes, if it had none); a running task notices at its next step and
+        removes what it had staged.
+        """
+        record = await self.get(tenant, job_id)
+        if record.kind is JobKind.DELETE and not record.status.finished:
+            raise ApiError(409, "job_not_cancellable", "a document's deletion cannot be cancelled")
         cancelled = await self.store.cancel(job_id)
         record = await self.get(tenant, job_id)
         if not cancelled:
             raise ApiError(409, "job_finished", f"job {job_id} already {record.status.value}")
+        if record.kind is JobKind.INGEST and record.document_id:
+            settle = self.store.redis.register_script(SETTLE_SCRIPT)
+            keys = settle_keys(tenant, record.document_id)
+            await settle(keys=keys, args=settle_args(job_id, None))
         return record

@@ -335,3 +335,44 @@ def test_chunks_lists_every_chunk_of_one_document(store: VectorStore, rng: rando
     found = store.chunks("acme", "big")
     assert sorted(h.payload["chunk_index"] for h in found) == list(range(600))
     assert {h.payload["document_id"] for h in found} == {"big"}
+
+
+def versioned(
+    document_id: str, version: str, n: int, rng: random.Random, staged: bool = True
+) -> list[ChunkPoint]:
+    """Chunks of one version of a document, staged as an ingest writes them."""
+    points = []
+    for point in chunks("acme", f"{document_id}", n, rng, text=f"{version} text"):
+        payload = {**point.payload, "version": version}
+        if staged:
+            payload["state"] = "staged"
+        point_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{point.id}/{version}"))
+        points.append(ChunkPoint(point_id, point.vector, payload))
+    return points
+
+
+def test_staged_chunks_serve_only_once_committed(store: VectorStore, rng: random.Random) -> None:
+    """A new version stays out of searches and re-indexing until committed; then it replaces
+    the old version whole, and a discarded version leaves the live one as it was."""
+    store.upsert(versioned("doc-1", "v1", 3, rng, staged=False))
+    store.upsert(versioned("doc-1", "v2", 5, rng))
+
+    def served() -> set[str]:
+        hits = store.search("acme", vector(rng), 50)
+        assert {h.payload["version"] for h in hits} == {
+            h.payload["version"] for h in store.chunks("acme", "doc-1")
+        }
+        return {h.payload["version"] for h in hits}
+
+    assert served() == {"v1"}
+    store.discard_version("acme", "doc-1", "v2")
+    assert store.count("acme", "doc-1") == 3
+    assert served() == {"v1"}
+
+    store.upsert(versioned("doc-1", "v3", 4, rng))
+    store.discard_version("acme", "doc-1", "v1")  # a committed version is not discarded
+    assert store.count("acme", "doc-1") == 7
+    store.commit_version("acme", "doc-1", "v3")
+    assert served() == {"v3"}
+    assert store.count("acme", "doc-1") == 4
+    assert all("state" not in h.payload for h in store.chunks("acme", "doc-1"))

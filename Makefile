@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: up test install lint
+.PHONY: up test install lint lifecycle
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,8 @@ test: install
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy .
+
+# The document lifecycle's model-based test, long (LIFECYCLE_EXAMPLES runs of 12 random steps).
+LIFECYCLE_EXAMPLES ?= 100
+lifecycle: install
+	RAGQ_LIFECYCLE_EXAMPLES=$(LIFECYCLE_EXAMPLES) $(BIN)/python -m pytest -s tests/workers/test_ingest_stateful.py

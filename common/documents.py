@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -128,15 +129,12 @@ return 1
 """
 
 
-def settle_keys(tenant: str, document_id: str) -> list[str]:
-    """The keys SETTLE_SCRIPT reads and writes for one document."""
-    return [doc_key(tenant, document_id), listing_key(tenant), content_key(tenant)]
-
-
-def settle_args(job_id: str, error_code: str | None) -> list[str]:
-    """SETTLE_SCRIPT's arguments: a failed request's error code, or None if it was cancelled."""
+def settle(client: Any, tenant: str, document_id: str, job_id: str, error_code: str | None) -> Any:
+    """Settle a request that failed with `error_code` or was cancelled (None); async-awaitable."""
+    script = client.register_script(SETTLE_SCRIPT)
+    keys = [doc_key(tenant, document_id), listing_key(tenant), content_key(tenant)]
     outcome = "cancelled" if error_code is None else "failed"
-    return [job_id, outcome, error_code or "", now_iso()]
+    return script(keys=keys, args=[job_id, outcome, error_code or "", now_iso()])
 
 
 def version_snapshot(raw: Mapping[str, str]) -> str:

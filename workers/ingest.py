@@ -24,7 +24,6 @@ from celery.exceptions import Reject
 from common.chunking import Chunk, chunk_sections
 from common.documents import (
     SET_IF_LATEST_SCRIPT,
-    SETTLE_SCRIPT,
     SUPERSEDED,
     UNSETTLED,
     DocumentStatus,
@@ -32,8 +31,7 @@ from common.documents import (
     doc_key,
     listing_key,
     lock_key,
-    settle_args,
-    settle_keys,
+    settle,
     version_snapshot,
 )
 from common.jobs import Guard, JobStore, job_key, now_iso
@@ -216,8 +214,7 @@ def _close(store: JobStore, job_id: str, raw: dict[str, str]) -> None:
     vectors.discard_version(tenant, document_id, job_id)
     failed = record.status is JobStatus.FAILED
     code = (record.error.code if record.error else "internal_error") if failed else None
-    settle = store.redis.register_script(SETTLE_SCRIPT)
-    settle(keys=settle_keys(tenant, document_id), args=settle_args(job_id, code))
+    settle(store.redis, tenant, document_id, job_id, code)
 
 
 @app.task(name=INGEST_TASK, bind=True, base=JobTask)

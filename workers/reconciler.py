@@ -36,6 +36,7 @@ from datetime import datetime
 import redis
 from celery import Celery
 
+from common.documents import settle
 from common.jobs import ACTIVE_JOBS_KEY, JobStore, Update, job_key, now_iso
 from common.liveness import announced_instance, worker_key
 from common.schemas import JobKind, JobStatus
@@ -196,27 +197,32 @@ class Reconciler:
             return
         self._suspects.pop(job_id, None)
         attempts = int(raw.get("attempts", 0))
-        kind = raw.get("kind", "?")
         if attempts >= self.settings.max_attempts:
             message = f"the job's worker was lost {attempts} times"
-            if self.store.fail(job_id, "poison_job", message):
-                RECONCILED.labels(kind, "failed").inc()
-                outcome.failed.append(job_id)
+            self._fail(job_id, raw, "poison_job", message, outcome)
             return
         if not self.store.release(job_id, "requeue", holder=holder):
             return
         log.warning("job %s: worker %s is gone; re-enqueued", job_id, raw.get("worker"))
         self._send(job_id, raw, outcome)
 
+    def _fail(
+        self, job_id: str, raw: dict[str, str], code: str, message: str, outcome: Outcome
+    ) -> None:
+        """Fail a job no worker will finish; an ingest's document goes back to a settled state."""
+        if not self.store.fail(job_id, code, message):
+            return
+        RECONCILED.labels(raw.get("kind", "?"), "failed").inc()
+        outcome.failed.append(job_id)
+        if raw.get("kind") == JobKind.INGEST and raw.get("document_id"):
+            settle(self.redis, raw["tenant"], raw["document_id"], job_id, code)
+
     def _resend(self, job_id: str, raw: dict[str, str], outcome: Outcome) -> None:
         requeues = int(raw.get("requeues", 0)) + 1
-        kind = raw.get("kind", "?")
         allowed = frozenset({JobStatus(raw["status"])})
         if requeues > self.settings.max_attempts:
             message = f"the job's message was lost {requeues - 1} times"
-            if self.store.fail(job_id, "job_lost", message):
-                RECONCILED.labels(kind, "failed").inc()
-                outcome.failed.append(job_id)
+            self._fail(job_id, raw, "job_lost", message, outcome)
             return
         update = Update(allowed, {"requeues": str(requeues), "enqueued_at": now_iso()})
         if not self.store.apply(job_id, update):

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError
 from api.schemas import AnswerIn, JobAccepted
 from api.services import inputs
-from common.documents import SETTLE_SCRIPT, settle_args, settle_keys
+from common.documents import settle
 from common.jobs_async import AsyncJobStore
 from common.schemas import JobKind, JobRecord, JobStatus
 from common.settings import Settings
@@ -109,7 +109,5 @@ class JobService:
         if not cancelled:
             raise ApiError(409, "job_finished", f"job {job_id} already {record.status.value}")
         if record.kind is JobKind.INGEST and record.document_id:
-            settle = self.store.redis.register_script(SETTLE_SCRIPT)
-            keys = settle_keys(tenant, record.document_id)
-            await settle(keys=keys, args=settle_args(job_id, None))
+            await settle(self.store.redis, tenant, record.document_id, job_id, None)
         return record

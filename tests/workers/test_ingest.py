@@ -26,7 +26,8 @@ def long_text(marker: str, sentences: int = 2500) -> str:
 
 def served(http: httpx.Client, document_id: str, word: str) -> list[dict[str, Any]]:
     """The document's chunks that a sparse search for `word` returns."""
-    body = {"query": word, "mode": "sparse", "top_k": 100, "filter": {"document_ids": [document_id]}}
+    body = {"query": word, "mode": "sparse", "top_k": 100}
+    body["filter"] = {"document_ids": [document_id]}
     response = http.post("/v1/search", json=body)
     assert response.status_code == 200, response.text
     results: list[dict[str, Any]] = response.json()["results"]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import kombu.exceptions
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.schemas import ErrorInfo
@@ -47,12 +48,26 @@ def error_response(
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _shown(part: object) -> str:
+    # A location may hold a client's dict key: keep it short and encodable as UTF-8.
+    text = str(part)
+    text = text if len(text) <= 40 else text[:40] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """Each validation error as `field: message` (the field as a dotted path), joined by `; `."""
     parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if p not in ("body", "[key]")]
+        where = ".".join(_shown(p) for p in loc)
         parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-    return "; ".join(parts) or "invalid request"
+    return "; ".join(dict.fromkeys(parts)) or "invalid request"
+
+
+def invalid_request(exc: ValidationError) -> ApiError:
+    """The 422 `invalid_request` for a body a model refused, naming each field."""
+    return ApiError(422, "invalid_request", validation_message(exc.errors()))
 
 
 def install(app: FastAPI) -> None:
@@ -64,7 +79,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", _validation_message(exc))
+        return error_response(422, "invalid_request", validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

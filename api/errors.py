@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.schemas import ErrorInfo
 
@@ -104,5 +105,41 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error: %r", exc)
+        # Only errors of the middlewares outside Unexpected get here; Starlette raises them
+        # again after this answer, and the server logs them with their traceback.
         return error_response(500, "internal_error", "an unexpected error occurred")
+
+    # Added first, so innermost: the metrics middleware counts its 500s too.
+    app.add_middleware(Unexpected)
+
+
+class Unexpected:
+    """ASGI middleware: an unhandled error becomes a 500 in the error shape, logged once.
+
+    Left to Starlette, the error would be logged by our handler and again by the server, to
+    which Starlette raises it after answering.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; answer 500 for what it raises, if it has not started an answer."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:
+                raise  # too late for an answer: the server logs it and closes the connection
+            log.exception("unhandled error: %r", exc)
+            response = error_response(500, "internal_error", "an unexpected error occurred")
+            await response(scope, receive, send)

@@ -102,7 +102,9 @@ def flatmap_case(context: Any, case: schemathesis.Case) -> st.SearchStrategy[sch
 
     def put(choice: tuple[Slot, str]) -> schemathesis.Case:
         (path, is_key), edge = choice
-        case.body = with_edge(case.body, path, is_key, edge)
+        # Set as generation sets it: an edited body would be validated again against the
+        # schema before the call, which cannot encode a surrogate (only the server may judge).
+        object.__setattr__(case, "body", with_edge(case.body, path, is_key, edge))
         return case
 
     edited = st.tuples(st.sampled_from(slots), st.sampled_from(edges)).map(put)

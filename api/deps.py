@@ -78,6 +78,18 @@ async def _tenant(
     return tenant
 
 
+def is_json(request: Request) -> bool:
+    """Whether the request's body is declared as JSON (`application/json`, any parameters)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0]
+    return media_type.strip().lower() == "application/json"
+
+
+def _json_body(request: Request) -> None:
+    """415 unless the body is declared as JSON (FastAPI would read any body as JSON)."""
+    if not is_json(request):
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+
+
 def _capacity(queue: str) -> Callable[..., Awaitable[None]]:
     """A dependency (after authentication) that answers 429 while `queue` is too deep."""
 
@@ -100,6 +112,8 @@ IdempotencyDep = Annotated[IdempotencyService, Depends(_idempotency)]
 # Route-level dependencies of job-creating routes: backpressure on the queue they feed.
 INGEST_CAPACITY = Depends(_capacity(INGEST_QUEUE))
 QUERY_CAPACITY = Depends(_capacity(QUERY_QUEUE))
+# Route-level dependency of the routes whose body is JSON only.
+JSON_BODY = Depends(_json_body)
 IdempotencyKeyDep = Annotated[
     str | None,
     Header(

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import kombu.exceptions
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.schemas import ErrorInfo
 
@@ -47,12 +49,26 @@ def error_response(
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _shown(part: object) -> str:
+    # A location may hold a client's dict key: keep it short and encodable as UTF-8.
+    text = str(part)
+    text = text if len(text) <= 40 else text[:40] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """Each validation error as `field: message` (the field as a dotted path), joined by `; `."""
     parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if p not in ("body", "[key]")]
+        where = ".".join(_shown(p) for p in loc)
         parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-    return "; ".join(parts) or "invalid request"
+    return "; ".join(dict.fromkeys(parts)) or "invalid request"
+
+
+def invalid_request(exc: ValidationError) -> ApiError:
+    """The 422 `invalid_request` for a body a model refused, naming each field."""
+    return ApiError(422, "invalid_request", validation_message(exc.errors()))
 
 
 def install(app: FastAPI) -> None:
@@ -64,7 +80,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", _validation_message(exc))
+        return error_response(422, "invalid_request", validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -89,5 +105,41 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error: %r", exc)
+        # Only errors of the middlewares outside Unexpected get here; Starlette raises them
+        # again after this answer, and the server logs them with their traceback.
         return error_response(500, "internal_error", "an unexpected error occurred")
+
+    # Added first, so innermost: the metrics middleware counts its 500s too.
+    app.add_middleware(Unexpected)
+
+
+class Unexpected:
+    """ASGI middleware: an unhandled error becomes a 500 in the error shape, logged once.
+
+    Left to Starlette, the error would be logged by our handler and again by the server, to
+    which Starlette raises it after answering.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; answer 500 for what it raises, if it has not started an answer."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:
+                raise  # too late for an answer: the server logs it and closes the connection
+            log.exception("unhandled error: %r", exc)
+            response = error_response(500, "internal_error", "an unexpected error occurred")
+            await response(scope, receive, send)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common.jobs import job_key
-from common.telemetry import HTTP_LATENCY, HTTP_REQUESTS, QUEUE_DEPTH, QUEUE_OLDEST_AGE
+from common.telemetry import (
+    HTTP_LATENCY,
+    HTTP_REQUESTS,
+    QUEUE_DEPTH,
+    QUEUE_OLDEST_AGE,
+    SENT_AT_HEADER,
+)
 from workers.celery_app import QUEUES
 
 
@@ -22,7 +26,7 @@ def _route(request: Request) -> str:
 
 
 async def refresh_queue_gauges(redis: aioredis.Redis) -> None:
-    """Set each queue's depth and the age of its oldest message (from its job's created_at)."""
+    """Set each queue's depth and the age of its oldest message (from the send time it carries)."""
     now = time.time()
     for queue in QUEUES:
         depth = await redis.llen(queue)  # type: ignore[misc]
@@ -30,10 +34,9 @@ async def refresh_queue_gauges(redis: aioredis.Redis) -> None:
         age = 0.0
         oldest = await redis.lindex(queue, -1) if depth else None  # type: ignore[misc]
         if oldest:
-            task_id = json.loads(oldest).get("headers", {}).get("id", "")
-            created = await redis.hget(job_key(task_id.removesuffix("-generate")), "created_at")  # type: ignore[misc]
-            if created:
-                age = max(0.0, now - datetime.fromisoformat(created).timestamp())
+            sent_at = json.loads(oldest).get("headers", {}).get(SENT_AT_HEADER)
+            if isinstance(sent_at, int | float):
+                age = max(0.0, now - sent_at)
         QUEUE_OLDEST_AGE.labels(queue).set(age)
 
 

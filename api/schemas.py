@@ -4,47 +4,62 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from common.documents import DocumentInfo
 from common.schemas import (
+    MAX_ID_CHARS,
     Citation,
     JobRecord,
     JobStatus,
+    JsonObject,
+    Name,
     Progress,
+    RequestModel,
     SearchFilter,
     SearchFusion,
     SearchMode,
+    Text,
+    clean_text,
 )
+from common.webhooks import MAX_URL_CHARS
 
 WEBHOOK_URL_HELP = (
     "An http(s) URL that receives the final job record as a signed POST (Standard Webhooks) "
     "when the job finishes; it must resolve to public addresses."
 )
 DocumentId = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[A-Za-z0-9._:-]+$")
+]
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(max_length=MAX_URL_CHARS),
+    AfterValidator(clean_text),
+    Field(description=WEBHOOK_URL_HELP),
 ]
 
 
-class DocumentIn(BaseModel):
+class DocumentIn(RequestModel):
     """A document given as JSON text."""
 
-    text: str = Field(description="The document's text (plain, Markdown or HTML).")
-    title: str | None = Field(default=None, max_length=512)
-    metadata: dict[str, Any] | None = None
+    text: Text = Field(description="The document's text (plain, Markdown or HTML).")
+    title: Name | None = None
+    metadata: JsonObject | None = None
     document_id: DocumentId | None = Field(
         default=None, description="Your id for the document; re-using it replaces the document."
     )
-    webhook_url: str | None = Field(default=None, description=WEBHOOK_URL_HELP)
+    webhook_url: WebhookUrl | None = None
 
 
-class AnswerIn(BaseModel):
+class AnswerIn(RequestModel):
     """A question to answer from the tenant's documents."""
 
-    question: str
-    top_k: int = Field(default=5, ge=1)
+    question: Text = Field(description="At most RAGQ_MAX_QUESTION_CHARS characters.")
+    top_k: int = Field(default=5, ge=1, description="At most RAGQ_MAX_TOP_K.")
     mode: SearchMode | None = Field(
-        default=None, description="How passages are retrieved (default: RAGQ_SEARCH_MODE)."
+        default=None,
+        strict=False,
+        description="How passages are retrieved (default: RAGQ_SEARCH_MODE).",
     )
     filter: SearchFilter | None = Field(
         default=None, description="Retrieve only from chunks that meet these conditions."
@@ -55,20 +70,24 @@ class AnswerIn(BaseModel):
         description="Fail the job with `deadline_exceeded` if no answer after this many seconds "
         "(capped by the server's RAGQ_ANSWER_DEADLINE_S).",
     )
-    webhook_url: str | None = Field(default=None, description=WEBHOOK_URL_HELP)
+    webhook_url: WebhookUrl | None = None
 
 
-class SearchIn(BaseModel):
+class SearchIn(RequestModel):
     """A direct search of the tenant's chunks."""
 
-    query: str
+    query: Text = Field(description="At most RAGQ_MAX_QUESTION_CHARS characters.")
     top_k: int = Field(default=10, ge=1, description="At most RAGQ_MAX_SEARCH_K.")
     mode: SearchMode | None = Field(
-        default=None, description="How chunks are ranked (default: RAGQ_SEARCH_MODE)."
+        default=None,
+        strict=False,
+        description="How chunks are ranked (default: RAGQ_SEARCH_MODE).",
     )
     filter: SearchFilter | None = None
     fusion: SearchFusion | None = Field(
-        default=None, description="How hybrid merges its two sides (default: RAGQ_SEARCH_FUSION)."
+        default=None,
+        strict=False,
+        description="How hybrid merges its two sides (default: RAGQ_SEARCH_FUSION).",
     )
 
 

@@ -115,9 +115,13 @@ class AsyncJobStore:
     async def events(
         self, job_id: str, after: str = "0-0", block_ms: int = 15000
     ) -> AsyncIterator[StreamEvent]:
-        """Events after the given stream id, waiting for new ones, until the `done` event."""
-        last = after
+        """Events after the given stream id, waiting for new ones, until the `done` event.
+
+        An id beyond the stream's end (one this stream never sent) resumes from the end: the
+        events still to come follow, and a finished job's `done` event is sent again.
+        """
         stream = events_key(job_id)
+        last = await self._resume_point(stream, after)
         check = True  # the job may have finished (or gone) before this read: look first
         while True:
             reply = None
@@ -138,3 +142,16 @@ class AsyncJobStore:
                     yield StreamEvent(entry_id, values["event"], values["data"])
                     if values["event"] == EventName.DONE.value:
                         return
+
+    async def _resume_point(self, stream: str, after: str) -> str:
+        newest = await self.redis.xrevrange(stream, count=2)
+        if not newest or _stream_id(after) <= _stream_id(newest[0][0]):
+            return after
+        if newest[0][1].get("event") == EventName.DONE.value:
+            return newest[1][0] if len(newest) > 1 else "0-0"
+        return str(newest[0][0])
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)

@@ -25,6 +25,11 @@ return 0
 """
 
 
+def release(client: redis.Redis, name: str, value: str) -> bool:
+    """Delete the lock `name` only if it still holds `value`; whether it did."""
+    return bool(client.register_script(RELEASE_SCRIPT)(keys=[name], args=[value]))
+
+
 def lock_holder(value: str) -> tuple[str, str] | None:
     """(hostname, instance) a lock value names; None for values of other lock kinds."""
     parts = value.split("|")
@@ -37,14 +42,13 @@ def worker_lock(
 ) -> Iterator[None]:
     """Hold the lock `name` for this worker process; LockError after waiting `wait_s`."""
     token = f"{worker}|{process_instance()}|{uuid.uuid4().hex}"
-    release = client.register_script(RELEASE_SCRIPT)
     deadline = time.monotonic() + wait_s
     while not client.set(name, token, nx=True, px=int(timeout_s * 1000)):
         raw = client.get(name)
         value = raw.decode() if isinstance(raw, bytes) else str(raw or "")
         holder = lock_holder(value)
         if holder and not holder_alive(client, *holder):
-            release(keys=[name], args=[value])
+            release(client, name, value)
             continue
         if time.monotonic() >= deadline:
             raise LockError(f"{name} is held by {value!r}")
@@ -52,4 +56,4 @@ def worker_lock(
     try:
         yield
     finally:
-        release(keys=[name], args=[token])
+        release(client, name, token)

@@ -2,12 +2,105 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
-MetadataValue = str | int | float | bool
+# Characters no string of a request may hold: NUL, and UTF-16 surrogates, which JSON's \u
+# escapes can carry alone but UTF-8 (Redis, the tokenizer, JSON answers) cannot encode.
+FORBIDDEN_CHARS = re.compile("[\x00\ud800-\udfff]")
+MAX_NAME_CHARS = 512
+MAX_ID_CHARS = 128
+
+
+def clean_text(value: str) -> str:
+    """The string, unless it holds a NUL character or a lone UTF-16 surrogate."""
+    found = FORBIDDEN_CHARS.search(value)
+    if found is not None:
+        what = "a NUL character" if found.group() == "\x00" else "a lone UTF-16 surrogate"
+        raise PydanticCustomError(
+            "forbidden_character",
+            "must not contain {what} ({code} at offset {at})",
+            {"what": what, "code": f"U+{ord(found.group()):04X}", "at": found.start()},
+        )
+    return value
+
+
+def _name(value: str) -> str:
+    if len(value) > MAX_NAME_CHARS:
+        raise PydanticCustomError(
+            "string_too_long",
+            "String should have at most {max_length} characters",
+            {"max_length": MAX_NAME_CHARS},
+        )
+    return clean_text(value)
+
+
+def _scalar(value: object) -> str | int | float | bool:
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return _name(value)
+    raise PydanticCustomError("scalar_type", "Input should be a string, a number or a boolean")
+
+
+def _json(value: object, path: str) -> Any:
+    if value is None:
+        return None
+    if path.count(".") + path.count("[") > 16:
+        raise PydanticCustomError("too_deep", "nested deeper than 16 levels")
+    if isinstance(value, list):
+        return [_json(item, f"{path}[{n}]") for n, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {_at(path, _name, key): _json(item, f"{path}.{key}") for key, item in value.items()}
+    return _at(path, _scalar, value)
+
+
+def _at(path: str, check: Any, value: Any) -> Any:
+    """`check(value)`, with the path of a nested value in front of its error message."""
+    try:
+        return check(value)
+    except PydanticCustomError as exc:
+        if not path:
+            raise
+        detail = f"{path.lstrip('.')}: {exc.message()}"
+        raise PydanticCustomError(exc.type, "{detail}", {"detail": detail}) from exc
+
+
+def _object(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PydanticCustomError("dict_type", "Input should be a valid dictionary")
+    return _json(value, "")  # type: ignore[no-any-return]
+
+
+# Every string field of a request is one of these. Text is bounded where it is used (by a
+# setting), Id and Name are short; metadata strings and keys are Names.
+Text = Annotated[str, AfterValidator(clean_text)]
+Id = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS), AfterValidator(clean_text)]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS), AfterValidator(clean_text)]
+MetadataValue = Annotated[
+    str | int | float | bool,
+    PlainValidator(_scalar, json_schema_input_type=Name | int | float | bool),
+]
+JsonObject = Annotated[
+    dict[str, Any], PlainValidator(_object, json_schema_input_type=dict[Name, Any])
+]
+
+
+class RequestModel(BaseModel):
+    """A request body: no unknown fields and no type coercion ("5" is no integer)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SearchMode(StrEnum):
@@ -25,12 +118,12 @@ class SearchFusion(StrEnum):
     DBSF = "dbsf"
 
 
-class SearchFilter(BaseModel):
+class SearchFilter(RequestModel):
     """Conditions a retrieved chunk meets: one of the ids, one of the titles, these metadata."""
 
-    document_ids: list[str] | None = Field(default=None, max_length=1000)
-    titles: list[str] | None = Field(default=None, max_length=1000)
-    metadata: dict[str, MetadataValue] | None = Field(default=None, max_length=32)
+    document_ids: list[Id] | None = Field(default=None, max_length=1000)
+    titles: list[Name] | None = Field(default=None, max_length=1000)
+    metadata: dict[Name, MetadataValue] | None = Field(default=None, max_length=32)
 
 
 class JobKind(StrEnum):

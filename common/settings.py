@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("RAGQ_CHUNK_OVERLAP_TOKENS must be smaller than RAGQ_CHUNK_TOKENS")
+        if self.llm_max_tokens >= self.llm_max_model_len:
+            raise ValueError(
+                f"RAGQ_LLM_MAX_TOKENS ({self.llm_max_tokens}) must be smaller than "
+                f"RAGQ_LLM_MAX_MODEL_LEN ({self.llm_max_model_len}): the prompt gets the "
+                "context the answer leaves"
+            )
         if self.environment == "production" and not self.qdrant_url:
             raise ValueError(
                 "production mode needs RAGQ_QDRANT_URL: the embedded store serves one process only"

@@ -1,11 +1,31 @@
-"""Prometheus metrics of the API and the workers: one place that names them all."""
+"""Prometheus metrics of the API and the workers: one place that names them all.
+
+A label name means the same thing on every metric that has it (LABELS).
+"""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+from celery import signals
 from prometheus_client import Counter, Gauge, Histogram
 
+# A header every task message carries: when it was sent (epoch seconds), for the queue age.
+SENT_AT_HEADER = "ragq_sent_at"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+LABELS = {
+    "route": "the route template of an HTTP request (`unmatched` when none matched)",
+    "method": "the HTTP method",
+    "status": "an HTTP status code (HTTP metrics) or a job's final status (jobs finished)",
+    "kind": "a job's kind: ingest, answer, delete, reindex",
+    "queue": "a Celery queue: ingest, query, llm, webhooks",
+    "task": "a Celery task's name, e.g. ragq.ingest, ragq.generate",
+    "action": "what the reconciler did with a job: requeued or failed",
+    "outcome": "how a webhook attempt ended: delivered, retrying, failed, gone",
+}
 
 # API.
 HTTP_REQUESTS = Counter(
@@ -40,8 +60,12 @@ LLM_TTFT = Histogram(
     "ragq_llm_ttft_seconds", "Time to first token in the engine.", buckets=LATENCY_BUCKETS
 )
 INGEST_CHUNKS = Counter("ragq_ingest_chunks_total", "Chunks embedded and stored.")
-TASK_FAILURES = Counter("ragq_task_failures_total", "Tasks that raised.", ["task"])
-TASK_RETRIES = Counter("ragq_task_retries_total", "Tasks redelivered or retried.", ["task"])
+TASK_FAILURES = Counter("ragq_task_failures_total", "Job tasks that raised.", ["task"])
+TASK_RETRIES = Counter(
+    "ragq_task_retries_total",
+    "Job deliveries after the first (lost or drained worker, reconciler resend).",
+    ["kind"],
+)
 RECONCILED = Counter(
     "ragq_reconciled_jobs_total",
     "Jobs the reconciler re-enqueued or failed (lost worker or lost message).",
@@ -75,3 +99,10 @@ METRIC_NAMES = frozenset(
         "ragq_webhook_attempt_seconds",
     }
 )
+
+
+@signals.before_task_publish.connect
+def stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Stamp each task message with its send time, whatever its task id (see api.metrics)."""
+    if headers is not None:
+        headers.setdefault(SENT_AT_HEADER, time.time())

@@ -241,6 +241,12 @@ return ids
 """
 
 
+# The state hash's `manual` field: the next attempt was asked for by hand (redeliver), either
+# after retries were over (one attempt, no new schedule) or while retries were pending.
+MANUAL_ONCE = "1"
+MANUAL_IN_SCHEDULE = "pending"
+
+
 class DeliveryState(StrEnum):
     """Where a job's webhook stands."""
 

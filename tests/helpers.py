@@ -50,6 +50,9 @@ def events(
     seen: list[tuple[str, str, Any]] = []
     with connect_sse(http, "GET", f"/v1/jobs/{job_id}/events", headers=headers) as source:
         for sse in source.iter_sse():
+            if not sse.data:
+                # A keep-alive ping: httpx-sse hands it over as an event once an id was seen.
+                continue
             seen.append((sse.id, sse.event, json.loads(sse.data)))
             if sse.event in (until, "done") or (limit is not None and len(seen) >= limit):
                 break

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +25,13 @@ import redis
 from celery import signals
 
 from common.jobs import WEBHOOKS_DUE_KEY, job_key, record_from_hash
+from common.locks import release
 from common.schemas import JobStatus
 from common.settings import Settings, get_settings
 from common.telemetry import WEBHOOK_ATTEMPTS, WEBHOOK_DURATION
 from common.webhooks import (
     CLAIM_SCRIPT,
+    MANUAL_ONCE,
     DeliveryAttempt,
     DeliveryState,
     WebhookRefused,
@@ -97,12 +100,14 @@ def attempt_once(
 
     Holds the job's delivery lock, so duplicated dispatches of one attempt make one POST.
     """
-    if not client.set(lock_key(job_id), "1", nx=True, ex=int(lease_s(settings))):
+    token = uuid.uuid4().hex
+    if not client.set(lock_key(job_id), token, nx=True, ex=int(lease_s(settings))):
         return None
     try:
         return _attempt_locked(client, settings, job_id, attempt)
     finally:
-        client.delete(lock_key(job_id))
+        # An attempt that outlived its lease must not delete the lock a later attempt took.
+        release(client, lock_key(job_id), token)
 
 
 def _attempt_locked(
@@ -117,7 +122,7 @@ def _attempt_locked(
     if attempt != made + 1:
         return None
     schedule = settings.webhook_retry_schedule_s
-    manual = state.get("manual") == "1"
+    manual = state.get("manual", "")
     if not state:
         first = retry_delay(schedule, 0, settings.webhook_jitter) or 0.0
         if first > 0:
@@ -152,7 +157,7 @@ def _attempt_locked(
         outcome = DeliveryState.DELIVERED
     elif status_code == 410:
         outcome = DeliveryState.GONE
-    elif permanent or manual:
+    elif permanent or manual == MANUAL_ONCE:
         outcome = DeliveryState.FAILED
     else:
         delay = retry_delay(schedule, attempt, settings.webhook_jitter)
@@ -170,7 +175,7 @@ def _attempt_locked(
         duration_s=round(duration, 4),
         outcome=outcome,
         next_attempt_at=_iso(next_due) if next_due is not None else None,
-        manual=manual,
+        manual=bool(manual),
     )
     with client.pipeline(transaction=True) as pipe:
         pipe.rpush(log_key(job_id), entry.model_dump_json())

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from api.deps import QUERY_CAPACITY, IdempotencyDep, IdempotencyKeyDep, JobsDep, TenantDep
+from api.deps import (
+    JSON_BODY,
+    QUERY_CAPACITY,
+    IdempotencyDep,
+    IdempotencyKeyDep,
+    JobsDep,
+    TenantDep,
+)
 from api.errors import ErrorBody
 from api.schemas import AnswerIn, JobAccepted
 from api.services.idempotency import json_fingerprint, request_scope
@@ -18,9 +25,9 @@ router = APIRouter(prefix="/v1/answers", tags=["answers"])
     response_model=JobAccepted,
     responses={
         200: {"model": JobAccepted, "description": "the same Idempotency-Key and body again"},
-        **{code: {"model": ErrorBody} for code in (409, 413, 422, 503)},
+        **{code: {"model": ErrorBody} for code in (409, 413, 415, 422, 503)},
     },
-    dependencies=[QUERY_CAPACITY],
+    dependencies=[QUERY_CAPACITY, JSON_BODY],
 )
 async def submit_answer(
     request: Request,

@@ -18,8 +18,9 @@ from api.deps import (
     IdempotencyKeyDep,
     SettingsDep,
     TenantDep,
+    is_json,
 )
-from api.errors import ApiError, ErrorBody
+from api.errors import ApiError, ErrorBody, invalid_request
 from api.schemas import BatchAccepted, BatchStatus, DocumentIn, DocumentList, JobAccepted
 from api.services.documents import Upload
 from api.services.idempotency import form_fingerprint, json_fingerprint, request_scope
@@ -90,18 +91,30 @@ def _metadata(raw: object) -> dict[str, Any] | None:
     return value
 
 
-def _validated(**fields: Any) -> DocumentIn:
+def _validated(fields: dict[str, Any]) -> DocumentIn:
     try:
         return DocumentIn.model_validate(fields)
     except ValidationError as exc:
-        raise ApiError(422, "invalid_request", str(exc.errors()[0]["msg"])) from exc
+        raise invalid_request(exc) from exc
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object (parsed as FastAPI parses the bodies of the other routes)."""
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(422, "invalid_request", f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_request", "the body must be a JSON object")
+    return body
 
 
 async def _file_upload(file: UploadFile, limit: int, form: FormData | None = None) -> Upload:
     data = await file.read(limit + 1)
     names = ("title", "document_id", "webhook_url")
-    fields = {k: form.get(k) for k in names} if form else {}
-    meta = _validated(text="", metadata=_metadata(form.get("metadata") if form else None), **fields)
+    fields: dict[str, Any] = {k: form.get(k) for k in names} if form else {}
+    fields["metadata"] = _metadata(form.get("metadata") if form else None)
+    meta = _validated({"text": "", **fields})
     return Upload(
         data, file.filename, meta.title, meta.metadata, meta.document_id, meta.webhook_url
     )
@@ -161,11 +174,8 @@ async def submit_document(
         if not isinstance(file, UploadFile):
             raise ApiError(422, "missing_file", "multipart uploads need a `file` part")
         upload = await _file_upload(file, settings.max_upload_bytes, form)
-    elif content_type.startswith("application/json"):
-        try:
-            doc = DocumentIn.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise ApiError(422, "invalid_request", str(exc.errors()[0]["msg"])) from exc
+    elif is_json(request):
+        doc = _validated(await _json_object(request))
         fingerprint = json_fingerprint(request_scope(request), await request.body())
         upload = Upload(
             doc.text.encode("utf-8"),
@@ -220,7 +230,7 @@ async def submit_batch(
     form = await _batch_form(request, settings.max_batch_files)
     fingerprint = await form_fingerprint(request_scope(request), form) if idempotency_key else ""
     files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
-    webhook = _validated(text="", webhook_url=form.get("webhook_url")).webhook_url
+    webhook = _validated({"text": "", "webhook_url": form.get("webhook_url")}).webhook_url
     uploads = [
         replace(await _file_upload(f, settings.max_upload_bytes), webhook_url=webhook)
         for f in files

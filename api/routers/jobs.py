@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Header
@@ -14,6 +15,7 @@ from common.telemetry import SSE_CONNECTIONS
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 
 
 @router.get("/{job_id}", response_model=JobRecord, responses=NOT_FOUND)
@@ -60,5 +62,6 @@ async def job_events(
 
 
 def _is_stream_id(value: str) -> bool:
-    ms, _, seq = value.partition("-")
-    return ms.isdigit() and seq.isdigit()
+    """Whether the value is a Redis stream id, two unsigned 64-bit numbers (`ms-seq`)."""
+    match = STREAM_ID.fullmatch(value)
+    return match is not None and all(int(n) < 2**64 for n in match.groups())

@@ -12,6 +12,8 @@ from common.jobs_async import AsyncJobStore
 from common.schemas import JobStatus
 from common.settings import Settings
 from common.webhooks import (
+    MANUAL_IN_SCHEDULE,
+    MANUAL_ONCE,
     ROTATE_SCRIPT,
     DeliveryLog,
     DeliveryState,
@@ -73,11 +75,18 @@ class WebhookService:
         now = time.time()
         state = await self.redis.hget(state_key(job_id), "state")  # type: ignore[misc]
         async with self.redis.pipeline(transaction=True) as pipe:
-            if state != DeliveryState.PENDING.value:
+            if state == DeliveryState.PENDING.value:
+                # Retries are pending: this attempt is logged as manual and the schedule goes on.
+                pipe.hset(state_key(job_id), "manual", MANUAL_IN_SCHEDULE)
+            else:
                 # Retries were over: one manual attempt, not a new schedule.
                 pipe.hset(
                     state_key(job_id),
-                    mapping={"state": DeliveryState.PENDING.value, "manual": "1", "next_at": ""},
+                    mapping={
+                        "state": DeliveryState.PENDING.value,
+                        "manual": MANUAL_ONCE,
+                        "next_at": "",
+                    },
                 )
             pipe.zadd(WEBHOOKS_DUE_KEY, {job_id: now})
             await pipe.execute()

@@ -101,6 +101,22 @@ def test_reconnect_after_done_returns_nothing_more(
     assert events(http_module, lighthouse["job_id"], last_event_id=full[-1][0]) == []
 
 
+def test_last_event_id_beyond_the_end_resumes_from_the_end(
+    http_module: httpx.Client, lighthouse: dict[str, str]
+) -> None:
+    beyond = "99999999999999-0"
+    job_id = ask(http_module, "How far is the Quarnelle lamp visible?")
+    # A running job: what comes after the end, then its `done`.
+    running = events(http_module, job_id, last_event_id=beyond)
+    assert running and running[-1][1] == "done", running
+    full = events(http_module, job_id)
+    assert running == full[-len(running) :]
+    # A finished job: its `done` again, and nothing else.
+    assert events(http_module, job_id, last_event_id=beyond) == full[-1:]
+    # Ids Redis cannot hold are ignored like malformed ones: the whole stream.
+    assert events(http_module, job_id, last_event_id="1" * 30 + "-0") == full
+
+
 def test_two_answers_overlap_in_the_engine(
     http_module: httpx.Client, lighthouse: dict[str, str]
 ) -> None:

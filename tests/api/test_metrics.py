@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.metrics import refresh_queue_gauges
+from common.settings import Settings
 from tests.helpers import ingest_text
+from workers.celery_app import (
+    DELIVER_WEBHOOK_TASK,
+    INGEST_QUEUE,
+    INGEST_TASK,
+    QUERY_QUEUE,
+    QUEUES,
+    SEARCH_TASK,
+    WEBHOOKS_QUEUE,
+)
+from workers.celery_app import create_app as create_celery
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -38,7 +58,8 @@ def test_api_and_worker_metrics_move_with_a_job(service, http: httpx.Client) -> 
     assert value(api_after, "ragq_http_requests_total", **route) > value(
         api_before, "ragq_http_requests_total", **route
     )
-    assert value(api_after, "ragq_queue_depth", queue="ingest") >= 0
+    depth_labels = {ls for (n, ls) in api_after if n == "ragq_queue_depth"}
+    assert depth_labels == {frozenset({("queue", q)}) for q in QUEUES}
     finished = "ragq_jobs_finished_total"
     ok = {"kind": "ingest", "status": "succeeded"}
     assert value(cpu_after, finished, **ok) == value(cpu_before, finished, **ok) + 1
@@ -47,6 +68,45 @@ def test_api_and_worker_metrics_move_with_a_job(service, http: httpx.Client) -> 
     )
     runs = "ragq_job_run_seconds_count"
     assert value(cpu_after, runs, kind="ingest") == value(cpu_before, runs, kind="ingest") + 1
+
+
+@pytest.mark.parametrize(
+    ("task", "queue", "options"),
+    [
+        (SEARCH_TASK, QUERY_QUEUE, {"args": [{}, "reply"], "expires": 60}),
+        (DELIVER_WEBHOOK_TASK, WEBHOOKS_QUEUE, {"args": ["job", 1]}),
+        (INGEST_TASK, INGEST_QUEUE, {"args": ["job"], "task_id": "job-r1700000000000"}),
+    ],
+)
+def test_queue_age_counts_messages_of_any_task_id(
+    redis_url: str, task: str, queue: str, options: dict[str, Any]
+) -> None:
+    """Searches, webhook deliveries and reconciler resends are no job's `<id>` task."""
+    # A database no worker consumes, so the message stays where it was sent.
+    url = redis_url.rsplit("/", 1)[0] + "/8"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    celery = create_celery(Settings(redis_url=url))
+    try:
+        celery.send_task(task, **options)
+        time.sleep(1.2)
+        asyncio.run(refresh(url))
+    finally:
+        celery.close()
+        client.flushdb()
+        client.close()
+    assert REGISTRY.get_sample_value("ragq_queue_depth", {"queue": queue}) == 1
+    age = REGISTRY.get_sample_value("ragq_queue_oldest_age_seconds", {"queue": queue})
+    assert age is not None and 1.2 <= age < 30
+
+
+async def refresh(url: str) -> None:
+    """Update the queue gauges of this process from the Redis at `url`."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        await refresh_queue_gauges(client)
+    finally:
+        await client.aclose()
 
 
 def test_llm_worker_counts_tokens(service, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]

@@ -31,3 +31,10 @@ def test_production_refuses_unsafe_defaults() -> None:
         environment="production", qdrant_url="http://qdrant:6333", flower_basic_auth="ops:s3cret"
     )
     assert safe.qdrant_url
+
+
+@pytest.mark.parametrize("max_tokens", [2048, 4096])
+def test_answer_length_must_leave_room_for_the_prompt(max_tokens: int) -> None:
+    with pytest.raises(ValidationError, match=r"RAGQ_LLM_MAX_TOKENS .* RAGQ_LLM_MAX_MODEL_LEN"):
+        Settings(llm_max_model_len=2048, llm_max_tokens=max_tokens)
+    assert Settings(llm_max_model_len=2048, llm_max_tokens=2047).llm_max_tokens == 2047

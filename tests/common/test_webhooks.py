@@ -24,6 +24,7 @@ import redis
 import redis.asyncio as aioredis
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from api.services.webhooks import WebhookService
 from common.jobs import WEBHOOKS_DUE_KEY, JobStore
 from common.jobs_async import AsyncJobStore
 from common.schemas import JobKind, JobStatus
@@ -32,6 +33,7 @@ from common.webhooks import (
     DeliveryState,
     Vetted,
     WebhookRefused,
+    lock_key,
     log_key,
     message_id,
     new_secret,
@@ -323,6 +325,69 @@ def test_gone_and_refused_addresses_stop_retries(
     assert attempt_once(client, narrowed, job_id, 1) is DeliveryState.FAILED
     (entry,) = [json.loads(e) for e in client.lrange(log_key(job_id), 0, -1)]
     assert entry["error"].startswith("webhook_url_forbidden") and entry["status_code"] is None
+
+
+def redeliver(db_url: str, settings: Settings, job_id: str, attempt: int) -> None:
+    """`POST /v1/jobs/{id}/deliveries/{n}:redeliver` as the API's service does it."""
+
+    async def run() -> None:
+        c = aioredis.Redis.from_url(db_url, decode_responses=True)
+        service = WebhookService(c, AsyncJobStore(c, 600), settings)
+        await service.redeliver("hooks", job_id, attempt)
+        await c.aclose()
+
+    asyncio.run(run())
+
+
+def test_manual_redeliver_while_retries_are_pending_is_logged_manual(
+    client: redis.Redis, db_url: str, receiver: Receiver
+) -> None:
+    url = receiver.url([500, 500])
+    job_id = finished_job(db_url, url)
+    settings = settings_for(db_url)
+    assert attempt_once(client, settings, job_id, 1) is DeliveryState.PENDING
+    redeliver(db_url, settings, job_id, 1)
+    due = client.zscore(WEBHOOKS_DUE_KEY, job_id)
+    assert due is not None and due <= time.time()
+    # The manual attempt fails too: it is logged as manual, and the schedule goes on.
+    assert attempt_once(client, settings, job_id, 2) is DeliveryState.PENDING
+    assert attempt_once(client, settings, job_id, 3) is DeliveryState.DELIVERED
+    entries = [json.loads(e) for e in client.lrange(log_key(job_id), 0, -1)]
+    assert [(e["status_code"], e["manual"]) for e in entries] == [
+        (500, False),
+        (500, True),
+        (200, False),
+    ]
+
+
+def test_an_attempt_past_its_lease_keeps_the_lock_a_later_attempt_took(
+    client: redis.Redis, db_url: str
+) -> None:
+    retaken: dict[str, str] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            # Meanwhile this attempt's lease ended and another dispatch took the lock.
+            client.set(retaken["key"], "a later attempt")
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    server = ThreadingHTTPServer((RECEIVER_HOST, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        job_id = finished_job(db_url, f"http://{RECEIVER_HOST}:{server.server_address[1]}/h")
+        retaken["key"] = lock_key(job_id)
+        assert attempt_once(client, settings_for(db_url), job_id, 1) is DeliveryState.DELIVERED
+        assert client.get(lock_key(job_id)) == "a later attempt"
+    finally:
+        server.shutdown()
+        server.server_close()
+        client.delete(retaken.get("key", "-"))
 
 
 def test_pinned_post_reaches_the_address_under_the_host_name() -> None:

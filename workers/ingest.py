@@ -14,12 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import islice
 from typing import Any
-
-from celery.exceptions import Reject
 
 from common.chunking import Chunk, chunk_sections
 from common.documents import (
@@ -30,12 +26,10 @@ from common.documents import (
     content_key,
     doc_key,
     listing_key,
-    lock_key,
     settle,
     version_snapshot,
 )
-from common.jobs import Guard, JobStore, job_key, now_iso
-from common.locks import worker_lock
+from common.jobs import Guard, job_key, now_iso
 from common.parsing import ParseError, parse
 from common.pdf_sandbox import PdfLimits
 from common.schemas import IngestResult, JobStatus
@@ -45,6 +39,7 @@ from common.vectorstore import STAGED, STATE, VERSION, ChunkPoint
 from workers import draining, engines
 from workers.base import JobTask
 from workers.celery_app import DELETE_TASK, INGEST_TASK, app
+from workers.document_tasks import DocumentJob, run_document_task
 
 log = logging.getLogger(__name__)
 
@@ -56,31 +51,13 @@ def point_id(tenant: str, document_id: str, version: str, index: int) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, f"{tenant}/{document_id}/{version}/{index}"))
 
 
-@contextmanager
-def document_lock(store: JobStore, tenant: str, document_id: str, worker: str) -> Iterator[None]:
-    """Serialise the tasks that change one document (a dead worker's lock is broken)."""
-    timeout = get_settings().visibility_timeout_s
-    with worker_lock(store.redis, lock_key(tenant, document_id), worker, timeout, timeout):
-        yield
-
-
-def doc_field(store: JobStore, tenant: str, document_id: str, name: str) -> str | None:
-    """One field of a document's registry entry."""
-    return store.redis.hget(doc_key(tenant, document_id), name)  # type: ignore[return-value]
-
-
-def is_latest(store: JobStore, tenant: str, document_id: str, job_id: str) -> bool:
-    """Whether the job is still the one the document's registry entry points to."""
-    return doc_field(store, tenant, document_id, "job_id") == job_id
-
-
-def _still_wanted(store: JobStore, job_id: str, raw: dict[str, str]) -> bool:
+def _still_wanted(job: DocumentJob) -> bool:
     """Whether the job still runs and is still its document's latest request (one round trip)."""
-    with store.redis.pipeline(transaction=False) as pipe:
-        pipe.hget(job_key(job_id), "status")
-        pipe.hget(doc_key(raw["tenant"], raw["document_id"]), "job_id")
+    with job.store.redis.pipeline(transaction=False) as pipe:
+        pipe.hget(job_key(job.job_id), "status")
+        pipe.hget(doc_key(job.tenant, job.document_id), "job_id")
         status, latest = pipe.execute()
-    return status == JobStatus.RUNNING and latest == job_id
+    return status == JobStatus.RUNNING and latest == job.job_id
 
 
 def _points(
@@ -129,8 +106,9 @@ def _commit_guard(job_id: str, raw: dict[str, str], title: str, total: int) -> G
     return Guard(key, check, write)
 
 
-def _embed_and_store(store: JobStore, job_id: str, raw: dict[str, str], data: bytes) -> None:
+def _embed_and_store(job: DocumentJob, data: bytes) -> None:
     """Parse, chunk and embed one document as a staged version; succeed if it is still wanted."""
+    store, job_id, raw = job.store, job.job_id, job.raw
     settings = get_settings()
     limits = PdfLimits(settings.pdf_parse_timeout_s, settings.pdf_parse_memory_mib)
     parsed = parse(data, raw.get("filename") or None, pdf_parser=limits)
@@ -148,7 +126,7 @@ def _embed_and_store(store: JobStore, job_id: str, raw: dict[str, str], data: by
     batches = iter(chunks)
     while batch := list(islice(batches, settings.embedding_batch_size)):
         draining.check()
-        if not _still_wanted(store, job_id, raw):
+        if not _still_wanted(job):
             store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
             return
         embedded = engines.batcher().encode([c.text for c in batch])
@@ -167,95 +145,66 @@ def _embed_and_store(store: JobStore, job_id: str, raw: dict[str, str], data: by
         store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
 
 
-def _ingest(store: JobStore, job_id: str, raw: dict[str, str], worker: str) -> None:
-    """The ingest task's work under the document lock; `_close` settles however it ended."""
-    tenant, document_id = raw["tenant"], raw["document_id"]
-    if not is_latest(store, tenant, document_id, job_id):
-        store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
-        return
-    if not store.start(job_id, worker=worker):
-        return
-    data = store.blob(job_id)
+def _ingest(job: DocumentJob) -> None:
+    """Embed the upload as a staged version of the document; a bad upload fails the job."""
+    data = job.store.blob(job.job_id)
     if data is None:
-        store.fail(job_id, "upload_missing", "the upload expired before it was processed")
+        job.store.fail(job.job_id, "upload_missing", "the upload expired before it was processed")
         return
-    mark = store.redis.register_script(SET_IF_LATEST_SCRIPT)
-    mark(keys=[doc_key(tenant, document_id)], args=[job_id, "status", "ingesting"])
+    mark = job.store.redis.register_script(SET_IF_LATEST_SCRIPT)
+    mark(keys=[doc_key(job.tenant, job.document_id)], args=[job.job_id, "status", "ingesting"])
     try:
-        _embed_and_store(store, job_id, raw, data)
+        _embed_and_store(job, data)
     except ParseError as exc:
-        store.fail(job_id, exc.code, str(exc))
-    except Reject:
-        raise
-    except Exception as exc:
-        store.fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
-        raise
+        job.store.fail(job.job_id, exc.code, str(exc))
 
 
-def _close(store: JobStore, job_id: str, raw: dict[str, str]) -> None:
-    """Leave the document consistent with how the job ended (still under its lock).
+def _close(job: DocumentJob) -> None:
+    """Leave the document consistent with how the ingest ended.
 
     A success makes its staged chunks the searchable ones, if its version is still the live one
     (also when a crash came between the two steps and the task runs again); any other ending
     removes them and settles the registry. A job still running (draining, or held by another
     worker) is left as it is.
     """
-    record = store.get(job_id)
+    record = job.store.get(job.job_id)
     if record is None or not record.status.finished:
         return
-    tenant, document_id = raw["tenant"], raw["document_id"]
     vectors = engines.vector_store()
     if record.status is JobStatus.SUCCEEDED:
-        live = json.loads(doc_field(store, tenant, document_id, "live") or "{}")
-        if live.get("job_id") == job_id:
-            vectors.commit_version(tenant, document_id, job_id)
-        store.drop_blob(job_id)
+        if json.loads(job.doc_field("live") or "{}").get("job_id") == job.job_id:
+            vectors.commit_version(job.tenant, job.document_id, job.job_id)
+        job.store.drop_blob(job.job_id)
         return
-    vectors.discard_version(tenant, document_id, job_id)
+    vectors.discard_version(job.tenant, job.document_id, job.job_id)
     failed = record.status is JobStatus.FAILED
     code = (record.error.code if record.error else "internal_error") if failed else None
-    settle(store.redis, tenant, document_id, job_id, code)
+    settle(job.store.redis, job.tenant, job.document_id, job.job_id, code)
 
 
 @app.task(name=INGEST_TASK, bind=True, base=JobTask)
 def ingest(self: JobTask, job_id: str) -> None:
     """Ingest one uploaded document into the vector store."""
-    store = engines.job_store()
-    raw = store.raw(job_id)
-    if not raw:
-        return
-    worker = self.request.hostname or "?"
-    with document_lock(store, raw["tenant"], raw["document_id"], worker):
-        try:
-            _ingest(store, job_id, raw, worker)
-        finally:
-            _close(store, job_id, raw)
+    run_document_task(self, job_id, _ingest, close=_close)
+
+
+def _delete(job: DocumentJob) -> None:
+    """Remove every chunk of the document, then its registry entry; the job succeeds."""
+    vectors = engines.vector_store()
+    removed = vectors.count(job.tenant, job.document_id)
+    vectors.delete_document(job.tenant, job.document_id)
+    sha = job.doc_field("content_sha256")
+    with job.store.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(doc_key(job.tenant, job.document_id))
+        pipe.zrem(listing_key(job.tenant), job.document_id)
+        if sha:
+            pipe.hdel(content_key(job.tenant), sha)
+        pipe.execute()
+    result = {"document_id": job.document_id, "deleted_chunks": removed}
+    job.store.finish(job.job_id, JobStatus.SUCCEEDED, result=result)
 
 
 @app.task(name=DELETE_TASK, bind=True, base=JobTask)
 def delete_document(self: JobTask, job_id: str) -> None:
     """Remove a document's points from the store and its entry from the registry."""
-    store = engines.job_store()
-    raw = store.raw(job_id)
-    if not raw:
-        return
-    tenant, document_id = raw["tenant"], raw["document_id"]
-    with document_lock(store, tenant, document_id, self.request.hostname or "?"):
-        if not is_latest(store, tenant, document_id, job_id):
-            store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
-            return
-        if not store.start(job_id, worker=self.request.hostname or "?"):
-            return
-        vectors = engines.vector_store()
-        removed = vectors.count(tenant, document_id)
-        vectors.delete_document(tenant, document_id)
-        sha = doc_field(store, tenant, document_id, "content_sha256")
-        with store.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(doc_key(tenant, document_id))
-            pipe.zrem(listing_key(tenant), document_id)
-            if sha:
-                pipe.hdel(content_key(tenant), sha)
-            pipe.execute()
-    store.finish(
-        job_id, JobStatus.SUCCEEDED, result={"document_id": document_id, "deleted_chunks": removed}
-    )
+    run_document_task(self, job_id, _delete)

@@ -6,6 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from common.citations import MarkerRewriter
@@ -16,6 +17,15 @@ from workers import draining, engines
 from workers.base import JobTask
 from workers.celery_app import GENERATE_TASK, app
 from workers.llm_engine import Delta, Generation
+
+
+class Outcome(StrEnum):
+    """How a streamed generation ended."""
+
+    SUCCEEDED = "succeeded"
+    CANCELLED = "cancelled"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+
 
 # The longest a task goes without reading or writing its job record: how soon it notices that
 # the job was cancelled, or that the worker is stopping, while no text is flowing.
@@ -43,8 +53,8 @@ class Streamer:
     completion_tokens: int = 0
     prompt_tokens: int = 0
 
-    def run(self) -> str:
-        """Stream until the answer is complete; the job's final status if it ended otherwise."""
+    def run(self) -> Outcome:
+        """Stream until the answer is complete, the job is no longer running, or the deadline."""
         store = engines.job_store()
         last_flush = -math.inf  # nothing streamed yet: the first text is not held back
         last_contact = self.started
@@ -55,7 +65,7 @@ class Streamer:
             remaining = self.deadline - time.time()
             if remaining <= 0:
                 self.generation.abort()
-                return "deadline_exceeded"
+                return Outcome.DEADLINE_EXCEEDED
             now = time.monotonic()
             wake = last_contact + STATUS_CHECK_S
             if self.pending:
@@ -74,15 +84,15 @@ class Streamer:
                     last_flush = last_contact = now
                     if not store.emit(self.job_id, EventName.TOKEN, {"text": text}):
                         self.generation.abort()
-                        return "cancelled"
+                        return Outcome.CANCELLED
                     self.parts.append(text)
             elif now - last_contact >= STATUS_CHECK_S:
                 last_contact = now
                 if store.status(self.job_id) is not JobStatus.RUNNING:
                     self.generation.abort()
-                    return "cancelled"
+                    return Outcome.CANCELLED
             if finished:
-                return "succeeded"
+                return Outcome.SUCCEEDED
 
     def _take(self, delta: Delta) -> None:
         if delta.text:
@@ -132,9 +142,9 @@ def generate(
         settings.llm_stream_interval_s,
     )
     outcome = streamer.run()
-    if outcome == "deadline_exceeded":
-        store.fail(job_id, outcome, f"the answer took longer than {deadline_s:g} s")
-    elif outcome == "succeeded":
+    if outcome is Outcome.DEADLINE_EXCEEDED:
+        store.fail(job_id, outcome.value, f"the answer took longer than {deadline_s:g} s")
+    elif outcome is Outcome.SUCCEEDED:
         result = AnswerResult(
             answer="".join(streamer.parts),
             citations=streamer.rewriter.arrange(passages),

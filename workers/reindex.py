@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from common.documents import SUPERSEDED, DocumentStatus
+from common.documents import DocumentStatus
 from common.schemas import JobStatus
 from common.settings import get_settings
 from common.telemetry import INGEST_CHUNKS
@@ -16,45 +16,44 @@ from common.vectorstore import ChunkPoint
 from workers import draining, engines
 from workers.base import JobTask
 from workers.celery_app import REINDEX_TASK, app
-from workers.ingest import doc_field, document_lock
+from workers.document_tasks import DocumentJob, run_document_task
+
+
+def _ready(job: DocumentJob) -> bool:
+    """Only a ready document is re-indexed: one being deleted or replaced is left alone."""
+    return job.doc_field("status") == DocumentStatus.READY
+
+
+def _reindex(job: DocumentJob) -> None:
+    """Recompute the vectors of the document's searchable chunks in batches; the job succeeds."""
+    store, job_id = job.store, job.job_id
+    vectors = engines.vector_store()
+    stored = sorted(
+        vectors.chunks(job.tenant, job.document_id), key=lambda h: h.payload["chunk_index"]
+    )
+    encoder = engines.sparse_encoder()
+    total, done = len(stored), 0
+    store.progress(job_id, 0, total)
+    hits = iter(stored)
+    while batch := list(islice(hits, get_settings().embedding_batch_size)):
+        draining.check()
+        if store.status(job_id) is not JobStatus.RUNNING:
+            return
+        dense = engines.batcher().encode([h.payload["text"] for h in batch])
+        vectors.upsert(
+            [
+                ChunkPoint(h.id, v.tolist(), h.payload, encoder.encode_document(h.payload["text"]))
+                for h, v in zip(batch, dense, strict=True)
+            ]
+        )
+        done += len(batch)
+        INGEST_CHUNKS.inc(len(batch))
+        store.progress(job_id, done, total)
+    result = {"document_id": job.document_id, "chunks": total}
+    store.finish(job_id, JobStatus.SUCCEEDED, result=result)
 
 
 @app.task(name=REINDEX_TASK, bind=True, base=JobTask)
 def reindex_document(self: JobTask, job_id: str) -> None:
     """Recompute the dense and sparse vectors of every chunk of one document."""
-    store = engines.job_store()
-    raw = store.raw(job_id)
-    if not raw:
-        return
-    tenant, document_id = raw["tenant"], raw["document_id"]
-    worker = self.request.hostname or "?"
-    with document_lock(store, tenant, document_id, worker):
-        if doc_field(store, tenant, document_id, "status") != DocumentStatus.READY:
-            # Deleted, or a new version is pending (it will be embedded afresh).
-            store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
-            return
-        if not store.start(job_id, worker=worker):
-            return
-        vectors = engines.vector_store()
-        stored = sorted(vectors.chunks(tenant, document_id), key=lambda h: h.payload["chunk_index"])
-        encoder = engines.sparse_encoder()
-        total, done = len(stored), 0
-        store.progress(job_id, 0, total)
-        hits = iter(stored)
-        while batch := list(islice(hits, get_settings().embedding_batch_size)):
-            draining.check()
-            if store.status(job_id) is not JobStatus.RUNNING:
-                return
-            dense = engines.batcher().encode([h.payload["text"] for h in batch])
-            vectors.upsert(
-                [
-                    ChunkPoint(
-                        h.id, v.tolist(), h.payload, encoder.encode_document(h.payload["text"])
-                    )
-                    for h, v in zip(batch, dense, strict=True)
-                ]
-            )
-            done += len(batch)
-            INGEST_CHUNKS.inc(len(batch))
-            store.progress(job_id, done, total)
-    store.finish(job_id, JobStatus.SUCCEEDED, result={"document_id": document_id, "chunks": total})
+    run_document_task(self, job_id, _reindex, wanted=_ready)

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,26 +119,45 @@ def _attempt_locked(
     if not raw or not raw.get("webhook_url") or not JobStatus(raw["status"]).finished:
         client.zrem(WEBHOOKS_DUE_KEY, job_id)
         return None
-    made = int(state.get("attempts", 0))
-    if attempt != made + 1:
+    if attempt != int(state.get("attempts", 0)) + 1:
         return None
-    schedule = settings.webhook_retry_schedule_s
-    manual = state.get("manual", "")
-    if not state:
-        first = retry_delay(schedule, 0, settings.webhook_jitter) or 0.0
-        if first > 0:
-            # The schedule's first entry delays the first attempt too.
-            due = time.time() + first
-            with client.pipeline(transaction=True) as pipe:
-                pipe.hset(
-                    state_key(job_id),
-                    mapping={"attempts": 0, "state": "pending", "next_at": _iso(due)},
-                )
-                pipe.expire(state_key(job_id), settings.job_ttl_s)
-                pipe.zadd(WEBHOOKS_DUE_KEY, {job_id: due})
-                pipe.execute()
-            return DeliveryState.PENDING
+    if not state and _delay_first(client, settings, job_id):
+        return DeliveryState.PENDING
+    sent = _send(client, settings, raw)
+    entry, next_due = _decide(settings, sent, attempt, state.get("manual", ""))
+    _record(client, settings, job_id, entry, next_due)
+    return entry.outcome
 
+
+def _delay_first(client: redis.Redis, settings: Settings, job_id: str) -> bool:
+    """Schedule the first attempt if the schedule's first entry delays it; whether it did."""
+    first = retry_delay(settings.webhook_retry_schedule_s, 0, settings.webhook_jitter) or 0.0
+    if first <= 0:
+        return False
+    due = time.time() + first
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            state_key(job_id), mapping={"attempts": 0, "state": "pending", "next_at": _iso(due)}
+        )
+        pipe.expire(state_key(job_id), settings.job_ttl_s)
+        pipe.zadd(WEBHOOKS_DUE_KEY, {job_id: due})
+        pipe.execute()
+    return True
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What one POST of the webhook gave: an HTTP status, or an error."""
+
+    started: float
+    duration: float
+    status_code: int | None = None
+    error: str = ""
+    permanent: bool = False
+
+
+def _send(client: redis.Redis, settings: Settings, raw: dict[str, str]) -> _Sent:
+    """POST the job's final record once."""
     started = time.time()
     status_code: int | None = None
     error = ""
@@ -151,38 +171,56 @@ def _attempt_locked(
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     duration = time.time() - started
     WEBHOOK_DURATION.observe(duration)
+    return _Sent(started, duration, status_code, error, permanent)
 
+
+def _decide(
+    settings: Settings, sent: _Sent, attempt: int, manual: str
+) -> tuple[DeliveryAttempt, float | None]:
+    """The attempt's log entry (delivered, gone, failed or pending) and when the next is due."""
+    status_code, error = sent.status_code, sent.error
     next_due: float | None = None
     if status_code is not None and 200 <= status_code < 300:
         outcome = DeliveryState.DELIVERED
     elif status_code == 410:
         outcome = DeliveryState.GONE
-    elif permanent or manual == MANUAL_ONCE:
+    elif sent.permanent or manual == MANUAL_ONCE:
         outcome = DeliveryState.FAILED
     else:
-        delay = retry_delay(schedule, attempt, settings.webhook_jitter)
+        delay = retry_delay(settings.webhook_retry_schedule_s, attempt, settings.webhook_jitter)
         outcome = DeliveryState.FAILED if delay is None else DeliveryState.PENDING
         next_due = None if delay is None else time.time() + delay
     if status_code is not None and not error and outcome is not DeliveryState.DELIVERED:
         error = f"HTTP {status_code}"
-    WEBHOOK_ATTEMPTS.labels("retrying" if outcome is DeliveryState.PENDING else outcome.value).inc()
-
     entry = DeliveryAttempt(
         attempt=attempt,
-        at=_iso(started),
+        at=_iso(sent.started),
         status_code=status_code,
         error=error or None,
-        duration_s=round(duration, 4),
+        duration_s=round(sent.duration, 4),
         outcome=outcome,
         next_attempt_at=_iso(next_due) if next_due is not None else None,
         manual=bool(manual),
     )
+    return entry, next_due
+
+
+def _record(
+    client: redis.Redis,
+    settings: Settings,
+    job_id: str,
+    entry: DeliveryAttempt,
+    next_due: float | None,
+) -> None:
+    """Log the attempt, move the delivery's state, and schedule the next attempt or none."""
+    outcome = entry.outcome
+    WEBHOOK_ATTEMPTS.labels("retrying" if outcome is DeliveryState.PENDING else outcome.value).inc()
     with client.pipeline(transaction=True) as pipe:
         pipe.rpush(log_key(job_id), entry.model_dump_json())
         pipe.hset(
             state_key(job_id),
             mapping={
-                "attempts": attempt,
+                "attempts": entry.attempt,
                 "state": outcome.value,
                 "next_at": entry.next_attempt_at or "",
                 "manual": "",
@@ -198,12 +236,11 @@ def _attempt_locked(
     log.info(
         "webhook job=%s attempt=%d status=%s error=%s outcome=%s",
         job_id,
-        attempt,
-        status_code,
-        error or "-",
+        entry.attempt,
+        entry.status_code,
+        entry.error or "-",
         outcome.value,
     )
-    return outcome
 
 
 @app.task(name=DELIVER_WEBHOOK_TASK, ignore_result=True)

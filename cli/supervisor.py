@@ -8,19 +8,25 @@ judged through our own /readyz.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import httpx
+import psutil
 import redis
 
 from common.apikeys import ensure_dev_key, open_redis
@@ -86,6 +92,102 @@ def api_command(settings: Settings) -> list[str]:
     ]  # fmt: skip
 
 
+T = TypeVar("T")
+
+PR_SET_PDEATHSIG = 1
+LOCK_NAME = "ragq-up.lock"
+
+
+def _die_with_parent(signum: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that has Linux send the child `signum` when its parent goes away."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signum)
+
+    return preexec
+
+
+class _Spawner:
+    """Runs every fork of the process on one thread that lives as long as the process.
+
+    Linux sends the parent-death signal when the *thread* that forked the child exits, so
+    children started from a short-lived thread (the supervisor's watcher) would otherwise be
+    signalled when that thread ends, not when the supervisor dies.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
+        threading.Thread(target=self._run, name="ragq-spawner", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            job, future = self._jobs.get()
+            try:
+                future.set_result(job())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def __call__(self, job: Callable[[], T]) -> T:
+        """Run `job` on the spawner thread; its result."""
+        future: Future[T] = Future()
+        self._jobs.put((job, future))
+        return future.result()
+
+
+_spawner_lock = threading.Lock()
+_spawner: _Spawner | None = None
+
+
+def spawn(job: Callable[[], T]) -> T:
+    """Run `job` (one that starts a process) on the process-wide spawner thread."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = _Spawner()
+    return _spawner(job)
+
+
+def _describe(pid: int) -> str:
+    try:
+        command = " ".join(psutil.Process(pid).cmdline()) or "?"
+    except psutil.Error:
+        command = "?"
+    return f"pid {pid} ({command[:120]})"
+
+
+def lock_holders(path: Path) -> list[int]:
+    """The processes that have the lock file open (best effort: those this user may inspect)."""
+    target = str(path.resolve())
+    holders = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if any(f.path == target for f in proc.open_files()):
+                holders.append(proc.pid)
+    return sorted(holders)
+
+
+def port_holder(host: str, port: int) -> str | None:
+    """Who listens on the TCP port (None if it is free)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
+        try:
+            sock.bind((host, port))
+            return None
+        except OSError:
+            pass
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                return _describe(conn.pid) if conn.pid else "another user's process"
+    return "another process"
+
+
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 STOP_MARGIN_S = 10.0
 STABLE_AFTER_S = 60.0
@@ -113,20 +215,77 @@ class Supervisor:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _watcher: threading.Thread | None = None
+    _claim: IO[str] | None = None
 
     def start(self, name: str, command: list[str], **env: str) -> None:
-        """Start one child with its output in logs/NAME.log."""
+        """Start one child with its output in logs/NAME.log; it gets SIGTERM if we die."""
         self.logs.mkdir(parents=True, exist_ok=True)
+        # The child keeps the data folder's lock open, so that a new `ragq up` waits for it too.
+        held = (self._claim.fileno(),) if self._claim is not None else ()
         with self._lock, (self.logs / f"{name}.log").open("ab") as log:
             self.commands[name] = (command, env)
-            self.children[name] = subprocess.Popen(
-                command,
-                env={**self.env, **env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            self.children[name] = spawn(
+                lambda: subprocess.Popen(
+                    command,
+                    env={**self.env, **env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=held,
+                    preexec_fn=_die_with_parent(signal.SIGTERM),
+                )
             )
             self._started_at[name] = time.monotonic()
+
+    def claim(self) -> None:
+        """Take the data folder (an exclusive lock naming our pid) and check the ports are free.
+
+        Raises RuntimeError naming what holds them: another `ragq up`, the children of one
+        that died and are still stopping, or whatever listens on the API or Flower port.
+        """
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        path = s.data_dir / LOCK_NAME
+        claim = path.open("a+")
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            claim.seek(0)
+            owner = claim.read().strip()
+            claim.close()
+            holders = [p for p in lock_holders(path) if p != os.getpid()]
+            running = f"ragq up (pid {owner})" if owner else "another ragq up"
+            if owner.isdigit() and int(owner) in holders:
+                raise RuntimeError(
+                    f"{running} is already running on {s.data_dir.resolve()}; "
+                    "stop it first (Ctrl-C there, or kill it)"
+                ) from None
+            who = "; ".join(_describe(p) for p in holders) or "unknown processes"
+            raise RuntimeError(
+                f"processes of an earlier {running} still hold {s.data_dir.resolve()} "
+                f"(they are finishing their tasks, at most RAGQ_SHUTDOWN_GRACE_S): {who}"
+            ) from None
+        claim.truncate(0)
+        claim.write(f"{os.getpid()}\n")
+        claim.flush()
+        self._claim = claim
+        ports = [("the API", "RAGQ_API_PORT", s.api_port)]
+        if s.flower_port:
+            ports.append(("Flower", "RAGQ_FLOWER_PORT", s.flower_port))
+        for what, setting, port in ports:
+            holder = port_holder(s.api_host, port)
+            if holder is not None:
+                self.release()
+                raise RuntimeError(
+                    f"port {port} for {what} ({setting}) on {s.api_host} is in use by {holder}; "
+                    f"stop it or set {setting}"
+                )
+
+    def release(self) -> None:
+        """Give the data folder's lock back (our children hold it until they exit)."""
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
 
     def keep_alive(self) -> list[str]:
         """Restart the children that died (not those held), each after its backoff; their names.
@@ -189,6 +348,7 @@ class Supervisor:
     def start_all(self) -> str:
         """Start Redis if needed, the CPU worker, the llm worker and the API; the Redis URL."""
         s = self.settings
+        self.claim()
         url = s.redis_url
         if not redis_answers(url):
             port = free_port()
@@ -265,6 +425,7 @@ class Supervisor:
         workers = [n for n in self.children if n not in front and n != "redis"]
         for stage in (front, workers, ["redis"]):
             self._terminate([self.children[n] for n in stage if n in self.children])
+        self.release()
 
     def _terminate(self, children: list[subprocess.Popen[bytes]]) -> None:
         """SIGTERM the children together, wait for them (workers drain), then kill the groups."""

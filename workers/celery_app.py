@@ -61,6 +61,11 @@ def create_app(settings: Settings) -> Celery:
         task_send_sent_event=True,
         worker_send_task_events=True,
         broker_connection_retry_on_startup=True,
+        # A lost broker connection (Redis restarting) does not cancel running tasks: they go
+        # on writing their jobs through their own Redis clients, and the consumer reconnects
+        # (workers.consumer makes that survive a task in flight).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_consumer="workers.consumer:Consumer",
         worker_hijack_root_logger=False,
     )
     return app

@@ -41,3 +41,11 @@ class DrainingThreadPool(TaskPool):
         if not _abandon.is_set():
             log.warning("grace period over: running tasks hand their jobs back")
         _abandon.set()
+
+    def on_stop(self) -> None:
+        """Wait for the threads, then release the process's engines: a cold shutdown never
+        sends `worker_shutdown`, and vLLM's engine process would keep the exit waiting."""
+        super().on_stop()
+        from workers import lifecycle
+
+        lifecycle.retire()

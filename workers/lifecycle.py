@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -19,6 +20,8 @@ from workers.celery_app import INGEST_QUEUE, LLM_QUEUE, QUERY_QUEUE
 log = logging.getLogger(__name__)
 
 _stop = threading.Event()
+_retired = threading.Lock()
+_heartbeats: list[threading.Thread] = []
 
 
 def consumed_queues(worker: Any) -> list[str]:
@@ -35,6 +38,10 @@ def load_engines(sender: Any, **_: Any) -> None:
     if LLM_QUEUE in queues:
         engines.llm()
     log.info("engines ready for queues %s", sorted(queues))
+    # Celery sends worker_shutdown on a warm stop only; a cold one (SIGQUIT, SIGTERM with
+    # REMAP_SIGTERM=SIGQUIT, the end of a soft shutdown) skips it. Without this the store is
+    # not flushed and the interpreter's exit waits forever on vLLM's engine process.
+    atexit.register(retire)
     port = get_settings().metrics_port
     if port:
         start_http_server(port)
@@ -58,17 +65,26 @@ def announce(sender: Any, **_: Any) -> None:
     hostname = sender.hostname
     value = worker_value(consumed_queues(sender.controller), os.getpid(), process_instance())
     client = redis.Redis.from_url(settings.redis_url)
-    threading.Thread(
+    heartbeat = threading.Thread(
         target=_heartbeat,
         args=(client, worker_key(hostname), value, settings.worker_heartbeat_s),
         name="ragq-heartbeat",
         daemon=True,
-    ).start()
+    )
+    heartbeat.start()
+    _heartbeats.append(heartbeat)
     reconciler.start_thread(engines.job_store(), sender.app, settings, _stop)
 
 
 @signals.worker_shutdown.connect
 def retire(**_: Any) -> None:
-    """Stop the heartbeat, then the engines (vLLM's engine process must not outlive us)."""
+    """Once, after the worker stopped: withdraw the heartbeat, then close the engines (vLLM's
+    engine process must not outlive us) and the store."""
+    if not _retired.acquire(blocking=False):
+        return
+    log.info("worker stopped: closing the engines")
     _stop.set()
+    for heartbeat in _heartbeats:
+        heartbeat.join(timeout=2)  # it deletes the liveness key, so /readyz sees us gone now
     engines.close_all()
+    log.info("engines closed")

@@ -240,3 +240,51 @@ def test_redis_down_answers_503_then_recovers_without_an_api_restart(faulty: Fau
     assert wait_job(http, answer.json()["job_id"], timeout=240)["status"] == "succeeded"
     assert faulty.pid("api") == api
     assert "api" not in supervisor.restarts
+
+
+def ready(http: httpx.Client) -> bool:
+    """Whether /readyz answers 200."""
+    try:
+        return http.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def restart_redis(supervisor: Supervisor, down_s: float = 1.0) -> None:
+    """Stop Redis, keep it down a moment, start it again on the same port."""
+    supervisor.stop_child("redis")
+    time.sleep(down_s)
+    supervisor.resume("redis")
+    wait_for(lambda: redis_answers(supervisor.redis_url), 30, "redis", every=0.1)
+
+
+def test_workers_ride_out_a_redis_restart_busy_or_idle(faulty: Faulty) -> None:
+    """Same worker processes afterwards, ready again within seconds, the answer in flight done."""
+    http, supervisor = faulty.http, faulty.supervisor
+    workers = {name: faulty.pid(name) for name in ("cpu-worker", "llm-worker")}
+    ingested = http.post("/v1/documents", json={"text": LIGHTHOUSE, "title": "Quarnelle"})
+    assert wait_job(http, ingested.json()["job_id"])["status"] == "succeeded"
+    question = "Describe in detail everything the passages say about the Quarnelle lighthouse."
+    job_id = http.post("/v1/answers", json={"question": question}).json()["job_id"]
+
+    def generating() -> bool:
+        return str(http.get(f"/v1/jobs/{job_id}").json().get("worker") or "").startswith("llm@")
+
+    wait_for(generating, 240, "the llm worker to take the answer")
+    restart_redis(supervisor)
+    back = time.monotonic()
+    wait_for(lambda: ready(http), 15, "/readyz after the restart", every=0.2)
+    record = wait_job(http, job_id, timeout=60)
+    assert record["status"] == "succeeded", record
+    assert record["result"]["answer"].strip()
+
+    restart_redis(supervisor)  # idle this time
+    wait_for(lambda: ready(http), 15, "/readyz after the idle restart", every=0.2)
+    asked = time.monotonic()
+    answer = http.post("/v1/answers", json={"question": "When was the lighthouse first lit?"})
+    assert answer.status_code == 202, answer.text
+    assert wait_job(http, answer.json()["job_id"], timeout=60)["status"] == "succeeded"
+    assert time.monotonic() - asked < 45
+    assert {name: faulty.pid(name) for name in workers} == workers
+    assert not set(workers) & set(supervisor.restarts), supervisor.restarts
+    assert time.monotonic() - back < 120

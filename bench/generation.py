@@ -5,7 +5,9 @@ Bare: the very same prompt token ids straight into an AsyncLLM with the same eng
 Prints tokens/s for both, their ratio, and time to first token (p50/p95) per concurrency; the
 last line is one JSON object.
 
-    .venv/bin/python bench/generation.py            # N=64 jobs at concurrency 1, 8 and 32
+    .venv/bin/python bench/generation.py --data PATH   # N=64 jobs at concurrency 1, 8 and 32
+
+PATH is a BEIR SciFact folder (corpus.jsonl, queries.jsonl); RAGQ_BENCH_DATA may give it instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchdata import CORPUS, QUERIES, add_data_argument, data_folder
 from httpx_sse import aconnect_sse
 
 from cli.supervisor import free_port, running
@@ -31,7 +34,6 @@ from common.schemas import Citation
 from common.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "scifact"
 
 
 @dataclass
@@ -84,11 +86,11 @@ async def bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[Run]]
     return Result(list(runs), time.perf_counter() - start)
 
 
-def load_corpus(docs: int) -> tuple[list[dict[str, Any]], list[str]]:
+def load_corpus(data: Path, docs: int) -> tuple[list[dict[str, Any]], list[str]]:
     """The first `docs` SciFact abstracts and the claims used as questions."""
-    with (DATA / "corpus.jsonl").open() as fh:
+    with (data / CORPUS).open() as fh:
         corpus = [json.loads(line) for _, line in zip(range(docs), fh, strict=False)]
-    with (DATA / "queries.jsonl").open() as fh:
+    with (data / QUERIES).open() as fh:
         questions = [json.loads(line)["text"] for line in fh]
     return corpus, questions
 
@@ -217,10 +219,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--docs", type=int, default=300, help="SciFact abstracts to ingest")
     parser.add_argument("--eager", action="store_true", help="vLLM enforce_eager on both sides")
+    add_data_argument(parser)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
-    corpus, questions = load_corpus(args.docs)
+    folder = data_folder(parser, args.data, (CORPUS, QUERIES))
+    corpus, questions = load_corpus(folder, args.docs)
     questions = [questions[i % len(questions)] for i in range(args.n)]
     data = Path(tempfile.mkdtemp(prefix="ragq-bench-"))
     overrides = {

@@ -1,14 +1,14 @@
 """Ingestion through the whole system versus bare sentence-transformers, in the same run.
 
-    .venv/bin/python bench/ingestion.py [--docs 5183] [--group 100]
+    .venv/bin/python bench/ingestion.py --data PATH [--docs 5183] [--group 100]
 
-System: the SciFact corpus (../shared/data, read at run time) uploaded as batches of files over
-HTTP → Redis → CPU worker (parse, chunk, embed, BM25 terms, upsert into the embedded store);
-timed from the first upload to the last finished job. Bare: the very same chunk texts through
-`SentenceTransformer.encode` in this process, after the service has stopped. Then dense and
-hybrid search latency at the final collection size, on the store the system wrote. The last
-line is one JSON object: {"ratio", "system_chunks_s", "bare_chunks_s", "points", "search_p50_ms",
-"search_p95_ms", "hybrid_p50_ms"}.
+System: the SciFact corpus (the BEIR folder of --data or RAGQ_BENCH_DATA, read at run time)
+uploaded as batches of files over HTTP → Redis → CPU worker (parse, chunk, embed, BM25 terms,
+upsert into the embedded store); timed from the first upload to the last finished job. Bare: the
+very same chunk texts through `SentenceTransformer.encode` in this process, after the service has
+stopped. Then dense and hybrid search latency at the final collection size, on the store the
+system wrote. The last line is one JSON object: {"ratio", "system_chunks_s", "bare_chunks_s",
+"points", "search_p50_ms", "search_p95_ms", "hybrid_p50_ms"}.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchdata import CORPUS, QUERIES, add_data_argument, data_folder
 
 from cli.supervisor import free_port, running
 from common.chunking import chunk_sections
@@ -34,18 +35,17 @@ from common.sparse import SparseEncoder
 from common.vectorstore import EdgeStore
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "scifact"
 TENANT = "default"
 
 
-def load(docs: int) -> tuple[list[tuple[str, bytes]], list[str]]:
+def load(data: Path, docs: int) -> tuple[list[tuple[str, bytes]], list[str]]:
     """(filename, bytes) of the first `docs` abstracts, and the claims as queries."""
     files = []
-    with (DATA / "corpus.jsonl").open() as fh:
+    with (data / CORPUS).open() as fh:
         for _, line in zip(range(docs), fh, strict=False):
             doc = json.loads(line)
             files.append((f"{doc['_id']}.txt", f"{doc['title']}\n\n{doc['text']}".encode()))
-    with (DATA / "queries.jsonl").open() as fh:
+    with (data / QUERIES).open() as fh:
         queries = [json.loads(line)["text"] for line in fh]
     return files, queries
 
@@ -89,9 +89,10 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=5183)
     parser.add_argument("--group", type=int, default=100, help="files per batch upload")
     parser.add_argument("--queries", type=int, default=500)
+    add_data_argument(parser)
     args = parser.parse_args()
 
-    files, queries = load(args.docs)
+    files, queries = load(data_folder(parser, args.data, (CORPUS, QUERIES)), args.docs)
     data = Path(tempfile.mkdtemp(prefix="ragq-bench-ingest-"))
     os.environ.update(
         {

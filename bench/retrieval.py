@@ -1,6 +1,6 @@
 """Retrieval quality and speed on a BEIR dataset, through `POST /v1/search`: dense, sparse, hybrid.
 
-    .venv/bin/python bench/retrieval.py [--corpus DIR] [--queries FILE] [--qrels FILE] [--api URL]
+    .venv/bin/python bench/retrieval.py --data DIR [--queries FILE] [--qrels FILE] [--api URL]
 
 Every document of the corpus (title and text, as a user would upload it) goes through the system
 (HTTP → Redis → CPU worker: parse, chunk, embed, BM25 terms, upsert); then every judged query runs
@@ -8,9 +8,9 @@ through `POST /v1/search` in each mode. The chunks found are reduced to their do
 order, and scored with nDCG@10 and recall@100 against the qrels. Without --api the script starts
 the service itself (own Redis, own data folder), and once it has stopped runs the same hybrid
 searches on the bare engine (embedding model, BM25 encoder and the store the service wrote, in this
-process, as many threads as HTTP clients) for the speed ratio. The defaults are the SciFact
-split in ../shared/data. The last line is one JSON object: {"ndcg10_dense", "ndcg10_sparse",
-"ndcg10_hybrid", "recall100_hybrid", "queries"}.
+process, as many threads as HTTP clients) for the speed ratio. DIR (or RAGQ_BENCH_DATA) is a
+BEIR folder such as SciFact: corpus.jsonl, queries.jsonl, qrels/train.tsv. The last line is one
+JSON object: {"ndcg10_dense", "ndcg10_sparse", "ndcg10_hybrid", "recall100_hybrid", "queries"}.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchdata import CORPUS, QRELS, QUERIES, add_data_argument, data_folder
 
 from cli.supervisor import free_port, running
 from common.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 # (row, mode, fusion): hybrid uses the server's RAGQ_SEARCH_FUSION; the other fusion for reference.
 RUNS = (
     ("dense", "dense", None),
@@ -93,7 +93,7 @@ def ingest(http: httpx.Client, corpus: Path, clients: int) -> int:
         return str(response.json()["job_id"])
 
     with ThreadPoolExecutor(clients) as pool:
-        jobs = list(pool.map(submit, read_jsonl(corpus / "corpus.jsonl")))
+        jobs = list(pool.map(submit, read_jsonl(corpus / CORPUS)))
     for job_id in jobs:
         while (record := http.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
             time.sleep(0.2)
@@ -187,17 +187,27 @@ def bench_auth(settings: Settings | None) -> dict[str, str]:
 def main() -> None:
     """Ingest, query in each mode, print the table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=SCIFACT, help="folder with corpus.jsonl")
-    parser.add_argument("--queries", type=Path, default=None, help="default: CORPUS/queries.jsonl")
-    parser.add_argument("--qrels", type=Path, default=None, help="default: CORPUS/qrels/train.tsv")
+    add_data_argument(parser)
+    parser.add_argument("--queries", type=Path, default=None, help="default: DATA/queries.jsonl")
+    parser.add_argument("--qrels", type=Path, default=None, help="default: DATA/qrels/train.tsv")
     parser.add_argument("--api", default=None, help="use a running API instead of starting one")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     args = parser.parse_args()
+    # A running API (--api) has its documents already: the corpus itself is not read then.
+    needs = [
+        name
+        for name, given in ((CORPUS, args.api), (QUERIES, args.queries), (QRELS, args.qrels))
+        if given is None
+    ]
+    corpus = data_folder(parser, args.data, needs)
+    for option, path in (("--queries", args.queries), ("--qrels", args.qrels)):
+        if path is not None and not path.is_file():
+            parser.error(f"{option} {path} does not exist")
 
-    qrels = read_qrels(args.qrels or args.corpus / "qrels" / "train.tsv")
+    qrels = read_qrels(args.qrels or corpus / QRELS)
     queries = {
         q["_id"]: q["text"]
-        for q in read_jsonl(args.queries or args.corpus / "queries.jsonl")
+        for q in read_jsonl(args.queries or corpus / QUERIES)
         if q["_id"] in qrels
     }
     scores: dict[str, tuple[float, float, float]] = {}
@@ -206,7 +216,7 @@ def main() -> None:
         httpx.Client(base_url=base_url, timeout=120, headers=bench_auth(settings)) as http,
     ):
         start = time.perf_counter()
-        docs = ingest(http, args.corpus, args.clients) if settings else 0
+        docs = ingest(http, corpus, args.clients) if settings else 0
         ingest_s = time.perf_counter() - start
         for row, mode, fusion in RUNS:
             ranked, rate = run_queries(http, queries, mode, fusion, args.clients)

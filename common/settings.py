@@ -22,6 +22,9 @@ class Settings(BaseSettings):
 
     environment: Environment = "development"
     data_dir: Path = Path(".data")
+    # Where `ragq up` says where it runs, for every `ragq` command in any folder (empty:
+    # $XDG_STATE_HOME/ragq/runtime.json, else ~/.local/state/ragq/runtime.json).
+    runtime_file: Path | None = None
     cache_dir: Path = Path(".cache")
 
     # Redis: broker, job records and event streams.

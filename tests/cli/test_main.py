@@ -22,7 +22,7 @@ def test_ingest_folder_then_ask_prints_streamed_answer_and_sources(service, tmp_
 
     ingested = ragq(service.env, "ingest", str(tmp_path))
     assert ingested.returncode == 0, ingested.stderr
-    assert "ingested 3 of 3 files" in ingested.stderr
+    assert "ingested 3, unchanged 0, skipped 0, failed 0 (3 files)" in ingested.stderr
 
     asked = ragq(service.env, "ask", "When did Mount Ekra last erupt?", "--top-k", "2")
     assert asked.returncode == 0, asked.stderr
@@ -57,3 +57,33 @@ def test_ask_with_no_service_is_a_clear_error(service) -> None:  # type: ignore[
     result = ragq(env, "ask", "anything", timeout=60)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
+
+
+def test_ingest_reports_every_file_of_a_folder(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "NOTES").write_text("The Drennick ferry sails at noon.\n")  # text, no extension
+    (folder / "plan.md").write_text("# Plan\n\nThe Drennick pier opens in May.\n")
+    (folder / "archive.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4)
+    (folder / "huge.txt").write_text("Drennick " * 400)  # over the limit set below
+    (folder / "skip.log").write_text("excluded by glob\n")
+    env = {**service.env, "RAGQ_MAX_UPLOAD_BYTES": "2000"}
+
+    first = ragq(env, "ingest", str(folder), "--exclude", "*.log")
+    assert first.returncode == 0, first.stderr
+    lines = first.stderr
+    assert "NOTES  ✓ ingested (1 chunks)" in lines, lines
+    assert "archive.gz  - skipped: not a format ragq reads (.gz, not text)" in lines, lines
+    assert "huge.txt  - skipped: too large" in lines, lines
+    assert "skip.log" not in lines
+    assert "ingested 2, unchanged 0, skipped 2, failed 0 (4 files)" in lines, lines
+
+    again = ragq(env, "ingest", str(folder), "--include", "*.md")
+    assert "plan.md  = unchanged" in again.stderr, again.stderr
+    assert "ingested 0, unchanged 1, skipped 0, failed 0 (1 files)" in again.stderr
+
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
+    failed = ragq(env, "ingest", str(folder / "broken.pdf"), str(tmp_path / "missing"))
+    assert failed.returncode == 1
+    assert "broken.pdf  ✗ failed: corrupt_file" in failed.stderr, failed.stderr
+    assert "missing  ✗ failed: no such file or folder" in failed.stderr

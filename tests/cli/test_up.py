@@ -27,6 +27,7 @@ def up_env(data: Path) -> dict[str, str]:
         **os.environ,
         "RAGQ_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nobody answers: own Redis
         "RAGQ_DATA_DIR": str(data),
+        "RAGQ_RUNTIME_FILE": str(data.parent / "runtime.json"),
         "RAGQ_CACHE_DIR": str(REPO / ".cache"),
         "RAGQ_API_PORT": str(free_port()),
         "RAGQ_FLOWER_PORT": str(free_port()),
@@ -129,3 +130,37 @@ def test_an_idle_service_stops_within_seconds(tmp_path: Path) -> None:
         # of it vLLM waiting for its engine process before killing it.
         assert took < 15, f"stopping an idle service took {took:.1f} s"
     assert up.returncode == 0
+
+
+def test_commands_in_another_folder_find_the_service_and_down_stops_it(tmp_path: Path) -> None:
+    env = up_env(tmp_path / "data")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "note.txt").write_text("The Quorvath bridge opens at dawn.")
+    # Only the runtime file: no address, data folder or key in the environment.
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("RAGQ_")}
+    bare.update(RAGQ_RUNTIME_FILE=env["RAGQ_RUNTIME_FILE"], HF_HUB_OFFLINE="1")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(Path(sys.executable).with_name("ragq")), *args]
+        return subprocess.run(
+            command, env=bare, cwd=elsewhere, capture_output=True, text=True, timeout=300
+        )
+
+    with ragq_up(env, tmp_path / "up.log") as up:
+        status = cli("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"pid {up.pid}" in status.stdout and "ready     yes" in status.stdout
+        assert "development" in cli("keys", "list").stdout
+        ingested = cli("ingest", "note.txt")
+        assert ingested.returncode == 0, ingested.stderr
+
+        down = cli("down")
+        assert down.returncode == 0, down.stderr
+        assert up.poll() is not None
+    assert not Path(env["RAGQ_RUNTIME_FILE"]).exists()
+    gone = cli("status")
+    assert gone.returncode == 1 and "no running `ragq up`" in gone.stderr
+    no_key = cli("ask", "anything?")
+    assert no_key.returncode == 1
+    assert "no API key: looked in RAGQ_API_KEY" in no_key.stderr, no_key.stderr

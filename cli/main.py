@@ -82,7 +82,7 @@ def up(timeout: float) -> None:
             + "\n"
             f"  logs      {logs.resolve()}\n"
             f"  runtime   {announced}  (how `ragq` commands in any folder find this service)\n"
-            f'try: ragq ingest README.md && ragq ask "How do I run the tests?"\n'
+            f'try: ragq ingest samples/ && ragq ask "When was the Harrow Point lighthouse built?"\n'
             f"Ctrl-C (or `ragq down`) stops everything; `ragq status` shows its health."
         )
         supervisor.watch()

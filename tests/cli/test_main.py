@@ -6,6 +6,8 @@ from pathlib import Path
 
 from tests.helpers import ragq
 
+REPO = Path(__file__).resolve().parents[2]
+
 DOCS = {
     "volcano.md": "# Mount Ekra\n\nMount Ekra is a shield volcano on Halvøy island. "
     "Its last eruption was in 1911 and its summit is 2,310 metres high.\n",
@@ -87,3 +89,13 @@ def test_ingest_reports_every_file_of_a_folder(service, tmp_path: Path) -> None:
     assert failed.returncode == 1
     assert "broken.pdf  ✗ failed: corrupt_file" in failed.stderr, failed.stderr
     assert "missing  ✗ failed: no such file or folder" in failed.stderr
+
+
+def test_the_quick_start_samples_answer_with_a_citation(service) -> None:  # type: ignore[no-untyped-def]
+    ingested = ragq(service.env, "ingest", str(REPO / "samples"))
+    assert ingested.returncode == 0, ingested.stderr
+    assert "ingested 4" in ingested.stderr or "unchanged 4" in ingested.stderr, ingested.stderr
+    asked = ragq(service.env, "ask", "When was the Harrow Point lighthouse built?")
+    assert asked.returncode == 0, asked.stderr
+    assert "1874" in asked.stdout, asked.stdout
+    assert "lighthouse.md" in asked.stdout + asked.stderr

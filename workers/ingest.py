@@ -18,6 +18,7 @@ from itertools import islice
 from typing import Any
 
 from common.chunking import Chunk, chunk_sections
+from common.contract import DELETE_TASK, INGEST_TASK
 from common.documents import (
     SET_IF_LATEST_SCRIPT,
     SUPERSEDED,
@@ -38,7 +39,7 @@ from common.telemetry import INGEST_CHUNKS
 from common.vectorstore import STAGED, STATE, VERSION, ChunkPoint
 from workers import draining, engines
 from workers.base import JobTask
-from workers.celery_app import DELETE_TASK, INGEST_TASK, app
+from workers.celery_app import app
 from workers.document_tasks import DocumentJob, run_document_task
 
 log = logging.getLogger(__name__)

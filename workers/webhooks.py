@@ -25,6 +25,7 @@ import httpx
 import redis
 from celery import signals
 
+from common.contract import DELIVER_WEBHOOK_TASK, WEBHOOKS_QUEUE
 from common.jobs import WEBHOOKS_DUE_KEY, job_key, record_from_hash
 from common.locks import release
 from common.schemas import JobStatus
@@ -49,7 +50,7 @@ from common.webhooks import (
     vet,
 )
 from workers import engines
-from workers.celery_app import DELIVER_WEBHOOK_TASK, WEBHOOKS_QUEUE, app
+from workers.celery_app import app
 from workers.lifecycle import consumed_queues
 
 log = logging.getLogger(__name__)

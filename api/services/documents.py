@@ -14,6 +14,7 @@ from redis.asyncio.client import Pipeline
 from api.errors import ApiError
 from api.schemas import BatchAccepted, BatchStatus, JobAccepted
 from api.services.jobs import JobService
+from common.contract import DELETE_TASK, INGEST_TASK, REINDEX_TASK
 from common.documents import (
     LIVE,
     SUPERSEDED,
@@ -29,7 +30,6 @@ from common.documents import (
 )
 from common.jobs import now_iso
 from common.schemas import JobKind, JobStatus, Progress
-from workers.celery_app import DELETE_TASK, INGEST_TASK, REINDEX_TASK
 
 BATCH_PREFIX = "ragq:batch:"
 

@@ -12,9 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError
 from api.schemas import SearchIn, SearchOut
 from api.services import inputs
+from common.contract import SEARCH_TASK
 from common.schemas import Citation, SearchMode
 from common.settings import Settings
-from workers.celery_app import SEARCH_TASK
 
 REPLY_PREFIX = "ragq:reply:"
 ERROR_STATUS = {"invalid_search": 422}

@@ -18,19 +18,18 @@ from itertools import islice
 from typing import Any
 
 from common.chunking import Chunk, chunk_sections
+from common.clock import now_iso
 from common.contract import DELETE_TASK, INGEST_TASK
 from common.documents import (
     SET_IF_LATEST_SCRIPT,
     SUPERSEDED,
     UNSETTLED,
     DocumentStatus,
-    content_key,
-    doc_key,
-    listing_key,
     settle,
     version_snapshot,
 )
-from common.jobs import Guard, job_key, now_iso
+from common.jobs import Guard
+from common.keys import content_key, doc_key, job_key, listing_key
 from common.parsing import ParseError, parse
 from common.pdf_sandbox import PdfLimits
 from common.schemas import IngestResult, JobStatus

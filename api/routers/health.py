@@ -8,7 +8,8 @@ from fastapi.responses import JSONResponse
 from api.deps import RedisDep
 from api.schemas import Health
 from common.contract import JOB_QUEUES
-from common.liveness import WORKER_KEY_PREFIX, served_queues
+from common.keys import WORKER_KEY_PREFIX
+from common.liveness import served_queues
 
 router = APIRouter(tags=["health"])
 

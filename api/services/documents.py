@@ -14,6 +14,7 @@ from redis.asyncio.client import Pipeline
 from api.errors import ApiError
 from api.schemas import BatchAccepted, BatchStatus, JobAccepted
 from api.services.jobs import JobService
+from common.clock import now_iso
 from common.contract import DELETE_TASK, INGEST_TASK, REINDEX_TASK
 from common.documents import (
     LIVE,
@@ -22,16 +23,11 @@ from common.documents import (
     DocumentInfo,
     DocumentStatus,
     canonical_metadata,
-    content_key,
-    doc_key,
     info_from_hash,
-    listing_key,
     version_snapshot,
 )
-from common.jobs import now_iso
+from common.keys import batch_key, content_key, doc_key, listing_key
 from common.schemas import JobKind, JobStatus, Progress
-
-BATCH_PREFIX = "ragq:batch:"
 
 
 @dataclass(frozen=True)
@@ -173,7 +169,7 @@ class DocumentService:
 
     async def _record_batch(self, tenant: str, accepted: list[JobAccepted]) -> BatchAccepted:
         batch_id = str(uuid.uuid4())
-        key = f"{BATCH_PREFIX}{batch_id}"
+        key = batch_key(batch_id)
         ttl = self.settings.job_ttl_s
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"tenant": tenant, "created_at": now_iso()})
@@ -186,7 +182,7 @@ class DocumentService:
 
     async def batch(self, tenant: str, batch_id: str, with_jobs: bool = True) -> BatchStatus:
         """Counts by status and chunk progress over the batch's jobs (and their records)."""
-        key = f"{BATCH_PREFIX}{batch_id}"
+        key = batch_key(batch_id)
         if await self.redis.hget(key, "tenant") != tenant:  # type: ignore[misc]
             raise ApiError(404, "batch_not_found", f"no batch {batch_id}")
         job_ids: list[str] = await self.redis.lrange(f"{key}:jobs", 0, -1)  # type: ignore[misc]

@@ -28,10 +28,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.errors import ApiError
+from common.keys import idempotency_key
 
 M = TypeVar("M", bound=BaseModel)
 
-KEY_PREFIX = "ragq:idem:"
 PENDING_TTL_S = 60
 POLL_S = 0.05
 READ_BYTES = 1 << 20
@@ -43,11 +43,6 @@ if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
 return 1
 """
-
-
-def idempotency_key(tenant: str, key: str) -> str:
-    """Redis key of a tenant's idempotency key."""
-    return f"{KEY_PREFIX}{tenant}:{key}"
 
 
 def request_scope(request: Request) -> str:

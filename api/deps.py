@@ -17,9 +17,9 @@ from api.services.limits import Limits
 from api.services.search import SearchService
 from api.services.webhooks import WebhookService
 from common.apikeys import tenant_for
+from common.contract import INGEST_QUEUE, QUERY_QUEUE
 from common.jobs_async import AsyncJobStore
 from common.settings import Settings
-from workers.celery_app import INGEST_QUEUE, QUERY_QUEUE
 
 BEARER = HTTPBearer(
     auto_error=False,

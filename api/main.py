@@ -21,9 +21,9 @@ from api.services.limits import Limits
 from api.services.search import SearchService
 from api.services.webhooks import WebhookService
 from common.apikeys import open_redis, production_problem
+from common.contract import create_app as create_celery
 from common.jobs_async import AsyncJobStore
 from common.settings import Settings, get_settings
-from workers.celery_app import create_app as create_celery
 
 log = logging.getLogger(__name__)
 # Every route that needs an API key may also answer these.

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from common.contract import QUEUES
 from common.telemetry import (
     HTTP_LATENCY,
     HTTP_REQUESTS,
@@ -17,7 +18,6 @@ from common.telemetry import (
     QUEUE_OLDEST_AGE,
     SENT_AT_HEADER,
 )
-from workers.celery_app import QUEUES
 
 
 def _route(request: Request) -> str:

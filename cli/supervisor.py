@@ -30,6 +30,7 @@ import psutil
 import redis
 
 from common.apikeys import ensure_dev_key, open_redis
+from common.contract import CPU_WORKER_QUEUES, LLM_QUEUE
 from common.settings import Settings
 
 
@@ -359,8 +360,8 @@ class Supervisor:
         self.ensure_api_key(url)
         # The embedded vector store belongs to one process: one CPU worker serves both queues,
         # and webhook deliveries (short I/O tasks) ride along on its thread pool.
-        cpu = worker_command("cpu", ["ingest", "query", "webhooks"], s.cpu_worker_concurrency)
-        llm = worker_command("llm", ["llm"], s.llm_worker_concurrency)
+        cpu = worker_command("cpu", list(CPU_WORKER_QUEUES), s.cpu_worker_concurrency)
+        llm = worker_command("llm", [LLM_QUEUE], s.llm_worker_concurrency)
         self.metrics = {"cpu-worker": free_port(), "llm-worker": free_port()}
         # SIGTERM starts Celery's soft shutdown: drain for the grace period, then requeue.
         drain = {"REMAP_SIGTERM": "SIGQUIT"}

@@ -17,11 +17,10 @@ from pathlib import Path
 import redis
 import redis.asyncio as aioredis
 
-from common.jobs import now_iso
+from common.clock import now_iso
+from common.keys import APIKEY_INDEX_KEY, apikey_key
 
 KEY_PREFIX = "rq_"
-RECORD_PREFIX = "ragq:apikey:"
-INDEX_KEY = "ragq:apikeys"
 ID_PREFIX = "key_"
 DEFAULT_TENANT = "default"
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -50,11 +49,6 @@ def key_hash(key: str) -> str:
 def key_id(digest: str) -> str:
     """The public id of a key: a prefix of its hash, safe to print and log."""
     return ID_PREFIX + digest[:12]
-
-
-def record_key(digest: str) -> str:
-    """The Redis hash that describes the key with this SHA-256."""
-    return f"{RECORD_PREFIX}{digest}"
 
 
 def check_tenant(tenant: str) -> str:
@@ -87,8 +81,8 @@ def store_key(client: redis.Redis, tenant: str, key: str, *, dev: bool = False) 
         "dev": "1" if dev else "0",
     }
     with client.pipeline(transaction=True) as pipe:
-        pipe.hset(record_key(digest), mapping=fields)
-        pipe.sadd(INDEX_KEY, digest)
+        pipe.hset(apikey_key(digest), mapping=fields)
+        pipe.sadd(APIKEY_INDEX_KEY, digest)
         pipe.execute()
     return _info(digest, fields)
 
@@ -102,8 +96,8 @@ def create_key(client: redis.Redis, tenant: str, *, dev: bool = False) -> tuple[
 def list_keys(client: redis.Redis) -> list[KeyInfo]:
     """Every stored key, oldest first."""
     found = []
-    for digest in client.smembers(INDEX_KEY):  # type: ignore[union-attr]
-        raw: dict[str, str] = client.hgetall(record_key(digest))  # type: ignore[assignment]
+    for digest in client.smembers(APIKEY_INDEX_KEY):  # type: ignore[union-attr]
+        raw: dict[str, str] = client.hgetall(apikey_key(digest))  # type: ignore[assignment]
         if raw:
             found.append(_info(digest, raw))
     return sorted(found, key=lambda info: info.created_at)
@@ -114,13 +108,13 @@ def revoke_key(client: redis.Redis, key_or_id: str) -> KeyInfo | None:
     if key_or_id.startswith(KEY_PREFIX):
         digests = [key_hash(key_or_id)]
     else:
-        members: set[str] = client.smembers(INDEX_KEY)  # type: ignore[assignment]
+        members: set[str] = client.smembers(APIKEY_INDEX_KEY)  # type: ignore[assignment]
         digests = [d for d in members if key_id(d) == key_or_id]
     for digest in digests:
         info = next((i for i in list_keys(client) if i.key_id == key_id(digest)), None)
         with client.pipeline(transaction=True) as pipe:
-            pipe.delete(record_key(digest))
-            pipe.srem(INDEX_KEY, digest)
+            pipe.delete(apikey_key(digest))
+            pipe.srem(APIKEY_INDEX_KEY, digest)
             pipe.execute()
         if info is not None:
             return info
@@ -131,7 +125,7 @@ async def tenant_for(client: aioredis.Redis, key: str) -> str | None:
     """The tenant of a presented key, or None if it is unknown or revoked."""
     if not key.startswith(KEY_PREFIX):
         return None
-    tenant = await client.hget(record_key(key_hash(key)), "tenant")  # type: ignore[misc]
+    tenant = await client.hget(apikey_key(key_hash(key)), "tenant")  # type: ignore[misc]
     return str(tenant) if tenant else None
 
 
@@ -142,7 +136,7 @@ def open_redis(url: str) -> redis.Redis:
 
 def key_is_stored(client: redis.Redis, key: str) -> bool:
     """Whether the key (its hash) is stored."""
-    return bool(client.exists(record_key(key_hash(key))))
+    return bool(client.exists(apikey_key(key_hash(key))))
 
 
 def ensure_dev_key(client: redis.Redis, key_file: Path, preset: str = "") -> tuple[str, bool]:

@@ -14,10 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from common.jobs import now_iso
+from common.clock import now_iso
+from common.keys import content_key, doc_key, listing_key
 from common.schemas import ErrorInfo
-
-PREFIX = "ragq"
 
 SUPERSEDED = ErrorInfo(code="superseded", message="a newer request for this document replaced it")
 
@@ -98,26 +97,6 @@ class DocumentInfo(BaseModel):
     created_at: str
     updated_at: str
     error: str | None = None
-
-
-def doc_key(tenant: str, document_id: str) -> str:
-    """Redis key of a document's hash."""
-    return f"{PREFIX}:doc:{tenant}:{document_id}"
-
-
-def listing_key(tenant: str) -> str:
-    """Redis key of the tenant's documents, a sorted set scored by creation time."""
-    return f"{PREFIX}:docs:{tenant}"
-
-
-def content_key(tenant: str) -> str:
-    """Redis key of the tenant's content index: SHA-256 → document id."""
-    return f"{PREFIX}:docsha:{tenant}"
-
-
-def lock_key(tenant: str, document_id: str) -> str:
-    """Redis key of the lock that serialises the tasks changing one document."""
-    return f"{PREFIX}:lock:doc:{tenant}:{document_id}"
 
 
 # Sets fields (ARGV[2:]) of a document hash (KEYS[1]) only while ARGV[1] is its latest request.

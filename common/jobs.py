@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
+from common.clock import now_iso, seconds_since
+from common.keys import ACTIVE_JOBS_KEY, blob_key, job_key, job_update_keys
 from common.liveness import holder_alive, process_instance
 from common.schemas import (
     ACTIVE,
@@ -28,13 +29,9 @@ from common.schemas import (
 )
 from common.telemetry import JOB_QUEUE_WAIT, JOB_RUN_TIME, JOBS_FINISHED, TASK_RETRIES
 
-PREFIX = "ragq"
-# Jobs not yet finished, scored by creation time (epoch seconds): what the reconciler checks.
-ACTIVE_JOBS_KEY = f"{PREFIX}:jobs:active"
-# Webhook outbox: job ids whose completion webhook is due, scored by when (epoch seconds).
-WEBHOOKS_DUE_KEY = f"{PREFIX}:webhooks:due"
+T = TypeVar("T")
 
-# KEYS: job hash, event stream, webhook outbox (common.webhooks).
+# KEYS: job hash, event stream, webhook outbox (common.keys.job_update_keys).
 # ARGV: allowed statuses (comma separated, empty = any), ttl seconds, number of fields n,
 #       n field/value pairs, then event name/data pairs.
 UPDATE_SCRIPT = """
@@ -70,31 +67,6 @@ if KEYS[3] and (cur == 'queued' or cur == 'running') then
 end
 return 1
 """
-
-
-def now_iso() -> str:
-    """The current UTC time as ISO 8601."""
-    return datetime.now(UTC).isoformat()
-
-
-def seconds_since(iso: str) -> float:
-    """Seconds elapsed since an ISO 8601 timestamp."""
-    return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds())
-
-
-def job_key(job_id: str) -> str:
-    """Redis key of a job's record."""
-    return f"{PREFIX}:job:{job_id}"
-
-
-def events_key(job_id: str) -> str:
-    """Redis key of a job's event stream."""
-    return f"{PREFIX}:job:{job_id}:events"
-
-
-def blob_key(job_id: str) -> str:
-    """Redis key of the uploaded bytes an ingest job reads."""
-    return f"{PREFIX}:job:{job_id}:blob"
 
 
 def dumps(value: Any) -> str:
@@ -198,6 +170,18 @@ def status_update(
     return Update(frozenset(allowed), fields, tuple(events))
 
 
+def after_finish(
+    zrem: Callable[[str, str], T], job_id: str, raw: Mapping[str, str], to: JobStatus
+) -> T:
+    """The bookkeeping of a job that just finished (`raw`: its record before): it leaves the
+    active set through `zrem` (whose result is returned: await it on an async client), and is
+    counted with its run time."""
+    JOBS_FINISHED.labels(raw["kind"], to.value).inc()
+    if raw.get("started_at"):
+        JOB_RUN_TIME.labels(raw["kind"]).observe(seconds_since(raw["started_at"]))
+    return zrem(ACTIVE_JOBS_KEY, job_id)
+
+
 class JobStore:
     """Synchronous access to job records and events, as the workers use it."""
 
@@ -223,12 +207,9 @@ class JobStore:
         value = self.redis.hget(job_key(job_id), "status")
         return JobStatus(value) if value else None  # type: ignore[arg-type]
 
-    def _keys(self, job_id: str) -> list[str]:
-        return [job_key(job_id), events_key(job_id), WEBHOOKS_DUE_KEY]
-
     def apply(self, job_id: str, update: Update) -> bool:
         """Apply a conditional change; False when the job's status did not allow it."""
-        keys = self._keys(job_id)
+        keys = job_update_keys(job_id)
         return int(self._update(keys=keys, args=update.script_args(self.ttl_s))) == 1
 
     def _apply_watched(
@@ -257,7 +238,7 @@ class JobStore:
                     if guard is not None:
                         guard.write(pipe)
                     args = update.script_args(self.ttl_s)
-                    self._update(keys=self._keys(job_id), args=args, client=pipe)
+                    self._update(keys=job_update_keys(job_id), args=args, client=pipe)
                     (*_, applied) = pipe.execute()
                     return raw, update if int(applied) == 1 else None
                 except redis.WatchError:
@@ -349,10 +330,7 @@ class JobStore:
         raw, update = self._apply_watched(job_id, decide, guard)
         if update is None:
             return False
-        self.redis.zrem(ACTIVE_JOBS_KEY, job_id)
-        JOBS_FINISHED.labels(raw["kind"], to.value).inc()
-        if raw.get("started_at"):
-            JOB_RUN_TIME.labels(raw["kind"]).observe(seconds_since(raw["started_at"]))
+        after_finish(self.redis.zrem, job_id, raw, to)
         return True
 
     def fail(self, job_id: str, code: str, message: str) -> bool:

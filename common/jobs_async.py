@@ -10,20 +10,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from common.jobs import (
-    ACTIVE_JOBS_KEY,
     UPDATE_SCRIPT,
-    WEBHOOKS_DUE_KEY,
     Update,
-    blob_key,
+    after_finish,
     dumps,
-    events_key,
-    job_key,
     new_record_fields,
     record_from_hash,
     status_update,
 )
+from common.keys import ACTIVE_JOBS_KEY, blob_key, events_key, job_key, job_update_keys
 from common.schemas import ACTIVE, ErrorInfo, EventName, JobKind, JobRecord, JobStatus
-from common.telemetry import JOBS_FINISHED
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ class AsyncJobStore:
 
     async def apply(self, job_id: str, update: Update) -> bool:
         """Apply a conditional change; False when the job's status did not allow it."""
-        keys = [job_key(job_id), events_key(job_id), WEBHOOKS_DUE_KEY]
+        keys = job_update_keys(job_id)
         return int(await self._update(keys=keys, args=update.script_args(self.ttl_s))) == 1
 
     async def cancel(self, job_id: str, error: ErrorInfo | None = None) -> bool:
@@ -108,8 +104,7 @@ class AsyncJobStore:
         update = status_update(raw, JobStatus.CANCELLED, ACTIVE, error=error)
         if not await self.apply(job_id, update):
             return False
-        await self.redis.zrem(ACTIVE_JOBS_KEY, job_id)
-        JOBS_FINISHED.labels(raw["kind"], JobStatus.CANCELLED.value).inc()
+        await after_finish(self.redis.zrem, job_id, raw, JobStatus.CANCELLED)
         return True
 
     async def events(

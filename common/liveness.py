@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import redis
 
-WORKER_KEY_PREFIX = "ragq:worker:"
+from common.keys import worker_key
 
 _instance: tuple[int, str] | None = None
 
@@ -24,11 +24,6 @@ def process_instance() -> str:
     if _instance is None or _instance[0] != os.getpid():
         _instance = (os.getpid(), uuid.uuid4().hex)
     return _instance[1]
-
-
-def worker_key(hostname: str) -> str:
-    """Redis key announcing a live worker and its queues."""
-    return f"{WORKER_KEY_PREFIX}{hostname}"
 
 
 def worker_value(queues: Iterable[str], pid: int, instance: str = "") -> str:

@@ -11,6 +11,8 @@ from typing import Any
 from celery import signals
 from prometheus_client import Counter, Gauge, Histogram
 
+from common.contract import GENERATE_TASK, INGEST_TASK, QUEUES
+
 # A header every task message carries: when it was sent (epoch seconds), for the queue age.
 SENT_AT_HEADER = "ragq_sent_at"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -21,8 +23,8 @@ LABELS = {
     "method": "the HTTP method",
     "status": "an HTTP status code (HTTP metrics) or a job's final status (jobs finished)",
     "kind": "a job's kind: ingest, answer, delete, reindex",
-    "queue": "a Celery queue: ingest, query, llm, webhooks",
-    "task": "a Celery task's name, e.g. ragq.ingest, ragq.generate",
+    "queue": f"a Celery queue: {', '.join(QUEUES)}",
+    "task": f"a Celery task's name, e.g. {INGEST_TASK}, {GENERATE_TASK}",
     "action": "what the reconciler did with a job: requeued or failed",
     "outcome": "how a webhook attempt ended: delivered, retrying, failed, gone",
 }

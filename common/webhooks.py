@@ -22,8 +22,6 @@ import httpx
 from pydantic import BaseModel
 from standardwebhooks import Webhook
 
-from common.jobs import PREFIX
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -192,31 +190,6 @@ def signed_headers(
         "webhook-signature": signature,
         "content-type": "application/json",
     }
-
-
-def secret_key(tenant: str) -> str:
-    """Redis key of a tenant's signing secret."""
-    return f"{PREFIX}:webhooks:secret:{tenant}"
-
-
-def previous_secret_key(tenant: str) -> str:
-    """Redis key of a tenant's previous secret, still signing for a grace period."""
-    return f"{PREFIX}:webhooks:secret:{tenant}:previous"
-
-
-def state_key(job_id: str) -> str:
-    """Redis key of a job's delivery state."""
-    return f"{PREFIX}:job:{job_id}:webhook"
-
-
-def log_key(job_id: str) -> str:
-    """Redis key of a job's delivery log."""
-    return f"{PREFIX}:job:{job_id}:deliveries"
-
-
-def lock_key(job_id: str) -> str:
-    """Redis key held while an attempt for the job is in flight."""
-    return f"{PREFIX}:job:{job_id}:webhook:lock"
 
 
 # KEYS: current secret, previous secret. ARGV: new secret, grace seconds.

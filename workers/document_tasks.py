@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from celery.exceptions import Reject
 
-from common.documents import SUPERSEDED, doc_key, lock_key
+from common.documents import SUPERSEDED
 from common.jobs import JobStore
+from common.keys import doc_key, document_lock_key
 from common.locks import worker_lock
 from common.schemas import JobStatus
 from common.settings import get_settings
@@ -29,7 +30,7 @@ from workers.base import JobTask
 def document_lock(store: JobStore, tenant: str, document_id: str, worker: str) -> Iterator[None]:
     """Serialise the tasks that change one document (a dead worker's lock is broken)."""
     timeout = get_settings().visibility_timeout_s
-    with worker_lock(store.redis, lock_key(tenant, document_id), worker, timeout, timeout):
+    with worker_lock(store.redis, document_lock_key(tenant, document_id), worker, timeout, timeout):
         yield
 
 

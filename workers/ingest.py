@@ -18,18 +18,18 @@ from itertools import islice
 from typing import Any
 
 from common.chunking import Chunk, chunk_sections
+from common.clock import now_iso
+from common.contract import DELETE_TASK, INGEST_TASK
 from common.documents import (
     SET_IF_LATEST_SCRIPT,
     SUPERSEDED,
     UNSETTLED,
     DocumentStatus,
-    content_key,
-    doc_key,
-    listing_key,
     settle,
     version_snapshot,
 )
-from common.jobs import Guard, job_key, now_iso
+from common.jobs import Guard
+from common.keys import content_key, doc_key, job_key, listing_key
 from common.parsing import ParseError, parse
 from common.pdf_sandbox import PdfLimits
 from common.schemas import IngestResult, JobStatus
@@ -38,7 +38,7 @@ from common.telemetry import INGEST_CHUNKS
 from common.vectorstore import STAGED, STATE, VERSION, ChunkPoint
 from workers import draining, engines
 from workers.base import JobTask
-from workers.celery_app import DELETE_TASK, INGEST_TASK, app
+from workers.celery_app import app
 from workers.document_tasks import DocumentJob, run_document_task
 
 log = logging.getLogger(__name__)

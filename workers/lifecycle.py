@@ -12,10 +12,11 @@ import redis
 from celery import signals
 from prometheus_client import start_http_server
 
-from common.liveness import process_instance, worker_key, worker_value
+from common.contract import INGEST_QUEUE, LLM_QUEUE, QUERY_QUEUE
+from common.keys import worker_key
+from common.liveness import process_instance, worker_value
 from common.settings import get_settings
 from workers import engines, reconciler
-from workers.celery_app import INGEST_QUEUE, LLM_QUEUE, QUERY_QUEUE
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,13 @@ from enum import StrEnum
 from typing import Any
 
 from common.citations import MarkerRewriter
+from common.contract import GENERATE_TASK
 from common.schemas import AnswerResult, Citation, EventName, JobStatus, Usage
 from common.settings import get_settings
 from common.telemetry import LLM_TOKENS, LLM_TTFT
 from workers import draining, engines
 from workers.base import JobTask
-from workers.celery_app import GENERATE_TASK, app
+from workers.celery_app import app
 from workers.llm_engine import Delta, Generation
 
 

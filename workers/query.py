@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 from common import prompt
+from common.contract import GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
 from common.schemas import Citation, EventName, SearchFilter, SearchFusion, SearchMode
 from common.settings import get_settings
 from common.vectorstore import SearchHit
 from workers import engines
 from workers.base import JobTask
-from workers.celery_app import GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK, app
+from workers.celery_app import app
 
 REPLY_TTL_S = 60
 

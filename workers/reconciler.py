@@ -36,32 +36,18 @@ from datetime import datetime
 import redis
 from celery import Celery
 
+from common.clock import now_iso
+from common.contract import FIRST_TASK, JOB_QUEUES
 from common.documents import settle
-from common.jobs import ACTIVE_JOBS_KEY, JobStore, Update, job_key, now_iso
-from common.liveness import announced_instance, worker_key
+from common.jobs import JobStore, Update
+from common.keys import ACTIVE_JOBS_KEY, RECONCILER_LEASE_KEY, job_key, worker_key
+from common.liveness import announced_instance
 from common.schemas import JobKind, JobStatus
 from common.settings import Settings
 from common.telemetry import RECONCILED
-from workers.celery_app import (
-    DELETE_TASK,
-    INGEST_QUEUE,
-    INGEST_TASK,
-    LLM_QUEUE,
-    QUERY_QUEUE,
-    REINDEX_TASK,
-    RETRIEVE_TASK,
-)
 
 log = logging.getLogger(__name__)
 
-LEASE_KEY = "ragq:reconciler:lease"
-FIRST_TASK = {
-    JobKind.INGEST: INGEST_TASK,
-    JobKind.DELETE: DELETE_TASK,
-    JobKind.ANSWER: RETRIEVE_TASK,
-    JobKind.REINDEX: REINDEX_TASK,
-}
-JOB_QUEUES = (INGEST_QUEUE, QUERY_QUEUE, LLM_QUEUE)
 # kombu's Redis transport keeps a queue's messages of priority p > 0 in "<queue>\x06\x16<p>".
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 FIELDS = (
@@ -130,7 +116,7 @@ class Reconciler:
     def acquire(self) -> bool:
         """Take the lease of this interval's pass; False when another process holds it."""
         lease_ms = int(self.settings.reconcile_interval_s * 1000)
-        return bool(self.redis.set(LEASE_KEY, self.store.instance, nx=True, px=lease_ms))
+        return bool(self.redis.set(RECONCILER_LEASE_KEY, self.store.instance, nx=True, px=lease_ms))
 
     def _records(self, ids: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
         for start in range(0, len(ids), PAGE):

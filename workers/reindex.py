@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from itertools import islice
 
+from common.contract import REINDEX_TASK
 from common.documents import DocumentStatus
 from common.schemas import JobStatus
 from common.settings import get_settings
@@ -15,7 +16,7 @@ from common.telemetry import INGEST_CHUNKS
 from common.vectorstore import ChunkPoint
 from workers import draining, engines
 from workers.base import JobTask
-from workers.celery_app import REINDEX_TASK, app
+from workers.celery_app import app
 from workers.document_tasks import DocumentJob, run_document_task
 
 

@@ -1,6 +1,6 @@
 """The `webhooks` queue: the outbox dispatcher and the task that makes one signed delivery attempt.
 
-Retries are scheduled in a Redis sorted set (common.jobs.WEBHOOKS_DUE_KEY), not with Celery
+Retries are scheduled in a Redis sorted set (common.keys.WEBHOOKS_DUE_KEY), not with Celery
 countdown/eta: with acks late on the Redis broker, a message held for an ETA beyond the
 visibility timeout (1800 s) is handed to a second worker while the first still holds it, so
 backoffs of hours would multiply deliveries, and an ETA'd message lives in one worker's memory.
@@ -25,7 +25,18 @@ import httpx
 import redis
 from celery import signals
 
-from common.jobs import WEBHOOKS_DUE_KEY, job_key, record_from_hash
+from common.clock import iso_at
+from common.contract import DELIVER_WEBHOOK_TASK, WEBHOOKS_QUEUE
+from common.jobs import record_from_hash
+from common.keys import (
+    WEBHOOKS_DUE_KEY,
+    job_key,
+    previous_secret_key,
+    secret_key,
+    webhook_lock_key,
+    webhook_log_key,
+    webhook_state_key,
+)
 from common.locks import release
 from common.schemas import JobStatus
 from common.settings import Settings, get_settings
@@ -36,20 +47,15 @@ from common.webhooks import (
     DeliveryAttempt,
     DeliveryState,
     WebhookRefused,
-    lock_key,
-    log_key,
     message_id,
     new_secret,
     pinned_request,
-    previous_secret_key,
     retry_delay,
-    secret_key,
     signed_headers,
-    state_key,
     vet,
 )
 from workers import engines
-from workers.celery_app import DELIVER_WEBHOOK_TASK, WEBHOOKS_QUEUE, app
+from workers.celery_app import app
 from workers.lifecycle import consumed_queues
 
 log = logging.getLogger(__name__)
@@ -68,10 +74,6 @@ def signing_secrets(client: redis.Redis, tenant: str) -> list[str]:
     client.set(secret_key(tenant), new_secret(), nx=True)
     found: list[str | None] = client.mget(secret_key(tenant), previous_secret_key(tenant))  # type: ignore[assignment]
     return [s for s in found if s]
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def _post(client: redis.Redis, settings: Settings, raw: dict[str, str]) -> int:
@@ -102,20 +104,20 @@ def attempt_once(
     Holds the job's delivery lock, so duplicated dispatches of one attempt make one POST.
     """
     token = uuid.uuid4().hex
-    if not client.set(lock_key(job_id), token, nx=True, ex=int(lease_s(settings))):
+    if not client.set(webhook_lock_key(job_id), token, nx=True, ex=int(lease_s(settings))):
         return None
     try:
         return _attempt_locked(client, settings, job_id, attempt)
     finally:
         # An attempt that outlived its lease must not delete the lock a later attempt took.
-        release(client, lock_key(job_id), token)
+        release(client, webhook_lock_key(job_id), token)
 
 
 def _attempt_locked(
     client: redis.Redis, settings: Settings, job_id: str, attempt: int
 ) -> DeliveryState | None:
     raw: dict[str, str] = client.hgetall(job_key(job_id))  # type: ignore[assignment]
-    state: dict[str, str] = client.hgetall(state_key(job_id))  # type: ignore[assignment]
+    state: dict[str, str] = client.hgetall(webhook_state_key(job_id))  # type: ignore[assignment]
     if not raw or not raw.get("webhook_url") or not JobStatus(raw["status"]).finished:
         client.zrem(WEBHOOKS_DUE_KEY, job_id)
         return None
@@ -137,9 +139,10 @@ def _delay_first(client: redis.Redis, settings: Settings, job_id: str) -> bool:
     due = time.time() + first
     with client.pipeline(transaction=True) as pipe:
         pipe.hset(
-            state_key(job_id), mapping={"attempts": 0, "state": "pending", "next_at": _iso(due)}
+            webhook_state_key(job_id),
+            mapping={"attempts": 0, "state": "pending", "next_at": iso_at(due)},
         )
-        pipe.expire(state_key(job_id), settings.job_ttl_s)
+        pipe.expire(webhook_state_key(job_id), settings.job_ttl_s)
         pipe.zadd(WEBHOOKS_DUE_KEY, {job_id: due})
         pipe.execute()
     return True
@@ -194,12 +197,12 @@ def _decide(
         error = f"HTTP {status_code}"
     entry = DeliveryAttempt(
         attempt=attempt,
-        at=_iso(sent.started),
+        at=iso_at(sent.started),
         status_code=status_code,
         error=error or None,
         duration_s=round(sent.duration, 4),
         outcome=outcome,
-        next_attempt_at=_iso(next_due) if next_due is not None else None,
+        next_attempt_at=iso_at(next_due) if next_due is not None else None,
         manual=bool(manual),
     )
     return entry, next_due
@@ -216,9 +219,9 @@ def _record(
     outcome = entry.outcome
     WEBHOOK_ATTEMPTS.labels("retrying" if outcome is DeliveryState.PENDING else outcome.value).inc()
     with client.pipeline(transaction=True) as pipe:
-        pipe.rpush(log_key(job_id), entry.model_dump_json())
+        pipe.rpush(webhook_log_key(job_id), entry.model_dump_json())
         pipe.hset(
-            state_key(job_id),
+            webhook_state_key(job_id),
             mapping={
                 "attempts": entry.attempt,
                 "state": outcome.value,
@@ -226,8 +229,8 @@ def _record(
                 "manual": "",
             },
         )
-        pipe.expire(log_key(job_id), settings.job_ttl_s)
-        pipe.expire(state_key(job_id), settings.job_ttl_s)
+        pipe.expire(webhook_log_key(job_id), settings.job_ttl_s)
+        pipe.expire(webhook_state_key(job_id), settings.job_ttl_s)
         if next_due is not None:
             pipe.zadd(WEBHOOKS_DUE_KEY, {job_id: next_due})
         else:
@@ -271,7 +274,7 @@ class Dispatcher:
         args = [time.time(), lease_s(self.settings), CLAIM_BATCH]
         job_ids = [str(j) for j in self._claim(keys=[WEBHOOKS_DUE_KEY], args=args)]
         for job_id in job_ids:
-            made = int(self.client.hget(state_key(job_id), "attempts") or 0)  # type: ignore[arg-type]
+            made = int(self.client.hget(webhook_state_key(job_id), "attempts") or 0)  # type: ignore[arg-type]
             self.send(job_id, made + 1)
         return job_ids
 

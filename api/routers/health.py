@@ -7,11 +7,11 @@ from fastapi.responses import JSONResponse
 
 from api.deps import RedisDep
 from api.schemas import Health
-from common.liveness import WORKER_KEY_PREFIX, served_queues
-from workers.celery_app import INGEST_QUEUE, LLM_QUEUE, QUERY_QUEUE
+from common.contract import JOB_QUEUES
+from common.keys import WORKER_KEY_PREFIX
+from common.liveness import served_queues
 
 router = APIRouter(tags=["health"])
-REQUIRED_QUEUES = (INGEST_QUEUE, QUERY_QUEUE, LLM_QUEUE)
 
 
 @router.get("/healthz", response_model=Health)
@@ -31,7 +31,7 @@ async def readyz(redis: RedisDep) -> JSONResponse:
         body = Health(status="unavailable", checks={"redis": str(exc)})
         return JSONResponse(body.model_dump(), status_code=503)
     served = served_queues(values)
-    workers = {q: q in served for q in REQUIRED_QUEUES}
+    workers = {q: q in served for q in JOB_QUEUES}
     ready = all(workers.values())
     body = Health(
         status="ready" if ready else "unavailable", checks={"redis": "ok", "workers": workers}

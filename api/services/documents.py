@@ -13,7 +13,10 @@ from redis.asyncio.client import Pipeline
 
 from api.errors import ApiError
 from api.schemas import BatchAccepted, BatchStatus, JobAccepted
+from api.services.idempotency import Created
 from api.services.jobs import JobService
+from common.clock import now_iso
+from common.contract import DELETE_TASK, INGEST_TASK, REINDEX_TASK
 from common.documents import (
     LIVE,
     SUPERSEDED,
@@ -21,17 +24,11 @@ from common.documents import (
     DocumentInfo,
     DocumentStatus,
     canonical_metadata,
-    content_key,
-    doc_key,
     info_from_hash,
-    listing_key,
     version_snapshot,
 )
-from common.jobs import now_iso
+from common.keys import batch_key, content_key, doc_key, listing_key
 from common.schemas import JobKind, JobStatus, Progress
-from workers.celery_app import DELETE_TASK, INGEST_TASK, REINDEX_TASK
-
-BATCH_PREFIX = "ragq:batch:"
 
 
 @dataclass(frozen=True)
@@ -59,8 +56,8 @@ class DocumentService:
 
     async def submit(
         self, tenant: str, upload: Upload, *, vetted: bool = False
-    ) -> tuple[JobAccepted, bool]:
-        """Queue the ingestion of a document; (the accepted job, whether it is a new job).
+    ) -> Created[JobAccepted]:
+        """Queue the ingestion of a document: the accepted job, and whether it is a new one.
 
         The same content again (same SHA-256, under the same or no document id, with the same
         title and metadata) is a no-op that reports the job that ingested it; anything changed
@@ -94,7 +91,7 @@ class DocumentService:
             accepted = JobAccepted(
                 job_id=record.job_id, status=record.status, document_id=document_id
             )
-            return accepted, False
+            return Created(accepted, created=False)
 
         job_id = str(uuid.uuid4())
         now = now_iso()
@@ -142,7 +139,7 @@ class DocumentService:
             webhook_url=webhook_url,
         )
         await self._supersede(tenant, current)
-        return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id), True
+        return Created(JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id))
 
     async def _supersede(self, tenant: str, previous: dict[str, str]) -> None:
         """Cancel the request a new one replaced, if it had not ended (its worker stops early)."""
@@ -168,12 +165,12 @@ class DocumentService:
             self._check(upload)
         for url in {upload.webhook_url for upload in uploads}:
             await self.jobs.vet_webhook(url)
-        accepted = [(await self.submit(tenant, upload, vetted=True))[0] for upload in uploads]
+        accepted = [(await self.submit(tenant, upload, vetted=True)).body for upload in uploads]
         return await self._record_batch(tenant, accepted)
 
     async def _record_batch(self, tenant: str, accepted: list[JobAccepted]) -> BatchAccepted:
         batch_id = str(uuid.uuid4())
-        key = f"{BATCH_PREFIX}{batch_id}"
+        key = batch_key(batch_id)
         ttl = self.settings.job_ttl_s
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"tenant": tenant, "created_at": now_iso()})
@@ -186,7 +183,7 @@ class DocumentService:
 
     async def batch(self, tenant: str, batch_id: str, with_jobs: bool = True) -> BatchStatus:
         """Counts by status and chunk progress over the batch's jobs (and their records)."""
-        key = f"{BATCH_PREFIX}{batch_id}"
+        key = batch_key(batch_id)
         if await self.redis.hget(key, "tenant") != tenant:  # type: ignore[misc]
             raise ApiError(404, "batch_not_found", f"no batch {batch_id}")
         job_ids: list[str] = await self.redis.lrange(f"{key}:jobs", 0, -1)  # type: ignore[misc]

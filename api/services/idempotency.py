@@ -19,7 +19,8 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel
@@ -28,10 +29,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.errors import ApiError
+from common.keys import idempotency_key
 
 M = TypeVar("M", bound=BaseModel)
 
-KEY_PREFIX = "ragq:idem:"
+
+@dataclass(frozen=True)
+class Created(Generic[M]):
+    """A job-creating call's answer, and whether it made anything new (if not: 200, not 202)."""
+
+    body: M
+    created: bool = True
+
+
 PENDING_TTL_S = 60
 POLL_S = 0.05
 READ_BYTES = 1 << 20
@@ -43,11 +53,6 @@ if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
 return 1
 """
-
-
-def idempotency_key(tenant: str, key: str) -> str:
-    """Redis key of a tenant's idempotency key."""
-    return f"{KEY_PREFIX}{tenant}:{key}"
 
 
 def request_scope(request: Request) -> str:
@@ -97,11 +102,12 @@ class IdempotencyService:
         key: str | None,
         fingerprint: str,
         model: type[M],
-        create: Callable[[], Awaitable[M]],
+        create: Callable[[], Awaitable[M | Created[M]]],
     ) -> tuple[M, bool]:
-        """The response of `create`, run once per key; (response, whether it is a replay)."""
+        """The response of `create`, run once per key, and whether it is old news: a replay, or
+        `create` said it made nothing new."""
         if key is None:
-            return await create(), False
+            return _unpack(await create())
         name = idempotency_key(tenant, key)
         claim = json.dumps({"fp": fingerprint, "token": uuid.uuid4().hex, "state": "pending"})
         deadline = time.monotonic() + self.wait_s
@@ -127,7 +133,7 @@ class IdempotencyService:
                 )
             await asyncio.sleep(POLL_S)
         try:
-            response = await create()
+            response, existed = _unpack(await create())
         except BaseException:
             await self._swap(keys=[name], args=[claim, "", 0])
             raise
@@ -135,7 +141,7 @@ class IdempotencyService:
             {"fp": fingerprint, "state": "done", "response": response.model_dump(mode="json")}
         )
         await self._swap(keys=[name], args=[claim, done, self.ttl_s])
-        return response, False
+        return response, existed
 
     async def respond(
         self,
@@ -144,10 +150,18 @@ class IdempotencyService:
         key: str | None,
         fingerprint: str,
         model: type[M],
-        create: Callable[[], Awaitable[M]],
+        create: Callable[[], Awaitable[M | Created[M]]],
     ) -> M:
-        """`run`'s response, with the HTTP status set to 200 when it is a replay."""
-        response, replayed = await self.run(tenant, key, fingerprint, model, create)
-        if replayed:
+        """`run`'s response, with the HTTP status set to 200 when it is a replay or made nothing
+        new."""
+        response, old = await self.run(tenant, key, fingerprint, model, create)
+        if old:
             http.status_code = 200
         return response
+
+
+def _unpack(result: M | Created[M]) -> tuple[M, bool]:
+    """The response, and whether it made nothing new."""
+    if isinstance(result, Created):
+        return result.body, not result.created
+    return result, False

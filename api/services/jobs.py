@@ -12,13 +12,13 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError
 from api.schemas import AnswerIn, JobAccepted
 from api.services import inputs
+from common.contract import RETRIEVE_TASK
 from common.documents import settle
 from common.jobs_async import AsyncJobStore
 from common.schemas import JobKind, JobRecord, JobStatus
 from common.settings import Settings
 from common.telemetry import JOBS_CREATED
 from common.webhooks import WebhookRefused, vet
-from workers.celery_app import RETRIEVE_TASK
 
 
 class JobService:

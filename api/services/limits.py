@@ -5,9 +5,8 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from api.errors import ApiError
+from common.keys import rate_key
 from common.settings import Settings
-
-RATE_PREFIX = "ragq:rate:"
 
 # A fixed window per tenant that starts with its first request: count it, and say how long the
 # window has left (a key that lost its expiry gets one again).
@@ -35,7 +34,7 @@ class Limits:
         limit, window = self.settings.rate_limit_requests, self.settings.rate_limit_window_s
         if not limit:
             return
-        count, ttl = await self._rate(keys=[f"{RATE_PREFIX}{tenant}"], args=[window])
+        count, ttl = await self._rate(keys=[rate_key(tenant)], args=[window])
         if int(count) > limit:
             raise ApiError(
                 429,

@@ -12,11 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError
 from api.schemas import SearchIn, SearchOut
 from api.services import inputs
+from common.contract import SEARCH_TASK
+from common.keys import reply_key
 from common.schemas import Citation, SearchMode
 from common.settings import Settings
-from workers.celery_app import SEARCH_TASK
 
-REPLY_PREFIX = "ragq:reply:"
 ERROR_STATUS = {"invalid_search": 422}
 
 
@@ -41,13 +41,13 @@ class SearchService:
             "filter": body.filter.model_dump(exclude_none=True) if body.filter else None,
             "fusion": body.fusion.value if body.fusion else None,
         }
-        reply_key = f"{REPLY_PREFIX}{uuid.uuid4()}"
+        reply_to = reply_key(str(uuid.uuid4()))
         timeout = self.settings.search_timeout_s
         # `expires` drops the message if no worker took it in time: nobody waits for it then.
         await run_in_threadpool(
-            self.celery.send_task, SEARCH_TASK, args=[request, reply_key], expires=timeout
+            self.celery.send_task, SEARCH_TASK, args=[request, reply_to], expires=timeout
         )
-        popped = await self.redis.blpop([reply_key], timeout=timeout)  # type: ignore[misc]
+        popped = await self.redis.blpop([reply_to], timeout=timeout)  # type: ignore[misc]
         if popped is None:
             raise ApiError(504, "search_timeout", f"no query worker answered within {timeout:g} s")
         reply = json.loads(popped[1])

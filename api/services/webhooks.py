@@ -7,8 +7,15 @@ import time
 import redis.asyncio as aioredis
 
 from api.errors import ApiError
-from common.jobs import WEBHOOKS_DUE_KEY
 from common.jobs_async import AsyncJobStore
+from common.keys import (
+    WEBHOOKS_DUE_KEY,
+    previous_secret_key,
+    secret_key,
+    webhook_lock_key,
+    webhook_log_key,
+    webhook_state_key,
+)
 from common.schemas import JobStatus
 from common.settings import Settings
 from common.webhooks import (
@@ -18,12 +25,7 @@ from common.webhooks import (
     DeliveryLog,
     DeliveryState,
     delivery_log,
-    lock_key,
-    log_key,
     new_secret,
-    previous_secret_key,
-    secret_key,
-    state_key,
 )
 
 
@@ -57,31 +59,31 @@ class WebhookService:
         """Every delivery attempt of the job's webhook and where delivery stands."""
         raw = await self._job(tenant, job_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(state_key(job_id))
-            pipe.lrange(log_key(job_id), 0, -1)
+            pipe.hgetall(webhook_state_key(job_id))
+            pipe.lrange(webhook_log_key(job_id), 0, -1)
             state, entries = await pipe.execute()
         return delivery_log(job_id, raw.get("webhook_url") or None, state, entries)
 
     async def redeliver(self, tenant: str, job_id: str, attempt: int) -> DeliveryLog:
         """Send the event of attempt `attempt` again now (one attempt once retries are over)."""
         raw = await self._job(tenant, job_id)
-        count = await self.redis.llen(log_key(job_id))  # type: ignore[misc]
+        count = await self.redis.llen(webhook_log_key(job_id))  # type: ignore[misc]
         if not raw.get("webhook_url") or not JobStatus(raw["status"]).finished:
             raise ApiError(404, "delivery_not_found", f"job {job_id} has no webhook delivery")
         if not 1 <= attempt <= count:
             raise ApiError(404, "delivery_not_found", f"job {job_id} has no delivery {attempt}")
-        if await self.redis.exists(lock_key(job_id)):
+        if await self.redis.exists(webhook_lock_key(job_id)):
             raise ApiError(409, "delivery_in_progress", "a delivery attempt is in flight; retry")
         now = time.time()
-        state = await self.redis.hget(state_key(job_id), "state")  # type: ignore[misc]
+        state = await self.redis.hget(webhook_state_key(job_id), "state")  # type: ignore[misc]
         async with self.redis.pipeline(transaction=True) as pipe:
             if state == DeliveryState.PENDING.value:
                 # Retries are pending: this attempt is logged as manual and the schedule goes on.
-                pipe.hset(state_key(job_id), "manual", MANUAL_IN_SCHEDULE)
+                pipe.hset(webhook_state_key(job_id), "manual", MANUAL_IN_SCHEDULE)
             else:
                 # Retries were over: one manual attempt, not a new schedule.
                 pipe.hset(
-                    state_key(job_id),
+                    webhook_state_key(job_id),
                     mapping={
                         "state": DeliveryState.PENDING.value,
                         "manual": MANUAL_ONCE,

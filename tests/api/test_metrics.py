@@ -14,9 +14,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import refresh_queue_gauges
-from common.settings import Settings
-from tests.helpers import ingest_text
-from workers.celery_app import (
+from common.contract import (
     DELIVER_WEBHOOK_TASK,
     INGEST_QUEUE,
     INGEST_TASK,
@@ -25,7 +23,9 @@ from workers.celery_app import (
     SEARCH_TASK,
     WEBHOOKS_QUEUE,
 )
-from workers.celery_app import create_app as create_celery
+from common.contract import create_app as create_celery
+from common.settings import Settings
+from tests.helpers import ingest_text
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -9,7 +9,6 @@ import pytest
 import redis
 
 from common.apikeys import (
-    INDEX_KEY,
     create_key,
     ensure_dev_key,
     key_hash,
@@ -17,10 +16,10 @@ from common.apikeys import (
     list_keys,
     open_redis,
     production_problem,
-    record_key,
     revoke_key,
     store_key,
 )
+from common.keys import APIKEY_INDEX_KEY, apikey_key
 
 
 @pytest.fixture
@@ -42,8 +41,8 @@ def test_only_the_hash_is_stored(client: redis.Redis) -> None:
         for name in client.scan_iter()
     ]
     assert key not in repr(stored)
-    assert client.hget(record_key(key_hash(key)), "tenant") == "acme"
-    assert client.smembers(INDEX_KEY) == {key_hash(key)}
+    assert client.hget(apikey_key(key_hash(key)), "tenant") == "acme"
+    assert client.smembers(APIKEY_INDEX_KEY) == {key_hash(key)}
 
 
 def test_revoke_by_key_or_id(client: redis.Redis) -> None:

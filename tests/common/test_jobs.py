@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from common.jobs import JobStore, events_key
+from common.jobs import JobStore
 from common.jobs_async import AsyncJobStore
-from common.liveness import worker_key, worker_value
+from common.keys import events_key, worker_key
+from common.liveness import worker_value
 from common.schemas import EventName, JobKind, JobStatus
 
 

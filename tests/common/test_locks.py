@@ -8,7 +8,8 @@ import pytest
 import redis
 from redis.exceptions import LockError
 
-from common.liveness import process_instance, worker_key, worker_value
+from common.keys import worker_key
+from common.liveness import process_instance, worker_value
 from common.locks import worker_lock
 
 

@@ -25,22 +25,20 @@ import redis.asyncio as aioredis
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from api.services.webhooks import WebhookService
-from common.jobs import WEBHOOKS_DUE_KEY, JobStore
+from common.jobs import JobStore
 from common.jobs_async import AsyncJobStore
+from common.keys import WEBHOOKS_DUE_KEY, webhook_lock_key, webhook_log_key, webhook_state_key
 from common.schemas import JobKind, JobStatus
 from common.settings import Settings
 from common.webhooks import (
     DeliveryState,
     Vetted,
     WebhookRefused,
-    lock_key,
-    log_key,
     message_id,
     new_secret,
     pinned_request,
     retry_delay,
     signed_headers,
-    state_key,
     vet,
 )
 from tests.receiver import RECEIVER_HOST, Receiver, receiving
@@ -231,7 +229,7 @@ def test_dispatcher_claims_each_due_entry_once_per_lease(client: redis.Redis, db
     settings = Settings(redis_url=db_url, webhook_timeout_s=5)
     dispatcher = Dispatcher(client, settings, lambda j, n: sent.append((j, n)))
     client.zadd(WEBHOOKS_DUE_KEY, {"due": time.time() - 1, "later": time.time() + 3600})
-    client.hset(state_key("due"), mapping={"attempts": 2, "state": "pending"})
+    client.hset(webhook_state_key("due"), mapping={"attempts": 2, "state": "pending"})
     assert dispatcher.tick() == ["due"]
     assert sent == [("due", 3)]
     assert dispatcher.tick() == []  # leased: not sent again while its task may be running
@@ -242,7 +240,7 @@ def test_dispatcher_claims_each_due_entry_once_per_lease(client: redis.Redis, db
     client.zadd(WEBHOOKS_DUE_KEY, {"due": time.time() - 1})
     assert dispatcher.tick() == ["due"]
     assert sent == [("due", 3), ("due", 3)]
-    client.delete(WEBHOOKS_DUE_KEY, state_key("due"))
+    client.delete(WEBHOOKS_DUE_KEY, webhook_state_key("due"))
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +282,7 @@ def test_attempt_posts_the_signed_final_record(
     assert got.headers["webhook-id"] == f"msg_{job_id}"
     assert got.headers["Host"] == f"{RECEIVER_HOST}:{receiver.port}"
     assert client.zscore(WEBHOOKS_DUE_KEY, job_id) is None
-    (entry,) = [json.loads(e) for e in client.lrange(log_key(job_id), 0, -1)]
+    (entry,) = [json.loads(e) for e in client.lrange(webhook_log_key(job_id), 0, -1)]
     assert entry["attempt"] == 1 and entry["status_code"] == 200 and entry["error"] is None
     # A stale duplicate of attempt 1, or an attempt out of order, posts nothing.
     assert attempt_once(client, settings_for(db_url), job_id, 1) is None
@@ -304,7 +302,7 @@ def test_failures_schedule_retries_until_exhausted(
     assert attempt_once(client, settings, job_id, 2) is DeliveryState.PENDING
     assert attempt_once(client, settings, job_id, 3) is DeliveryState.FAILED
     assert client.zscore(WEBHOOKS_DUE_KEY, job_id) is None
-    entries = [json.loads(e) for e in client.lrange(log_key(job_id), 0, -1)]
+    entries = [json.loads(e) for e in client.lrange(webhook_log_key(job_id), 0, -1)]
     assert [e["status_code"] for e in entries] == [500, 302, 503]
     assert entries[0]["next_attempt_at"] and entries[2]["next_attempt_at"] is None
     # The redirect was not followed: only our path was ever requested.
@@ -323,7 +321,7 @@ def test_gone_and_refused_addresses_stop_retries(
     job_id = finished_job(db_url, receiver.url())
     narrowed = settings_for(db_url, webhook_allow_networks=["10.0.0.0/8"])
     assert attempt_once(client, narrowed, job_id, 1) is DeliveryState.FAILED
-    (entry,) = [json.loads(e) for e in client.lrange(log_key(job_id), 0, -1)]
+    (entry,) = [json.loads(e) for e in client.lrange(webhook_log_key(job_id), 0, -1)]
     assert entry["error"].startswith("webhook_url_forbidden") and entry["status_code"] is None
 
 
@@ -352,7 +350,7 @@ def test_manual_redeliver_while_retries_are_pending_is_logged_manual(
     # The manual attempt fails too: it is logged as manual, and the schedule goes on.
     assert attempt_once(client, settings, job_id, 2) is DeliveryState.PENDING
     assert attempt_once(client, settings, job_id, 3) is DeliveryState.DELIVERED
-    entries = [json.loads(e) for e in client.lrange(log_key(job_id), 0, -1)]
+    entries = [json.loads(e) for e in client.lrange(webhook_log_key(job_id), 0, -1)]
     assert [(e["status_code"], e["manual"]) for e in entries] == [
         (500, False),
         (500, True),
@@ -381,9 +379,9 @@ def test_an_attempt_past_its_lease_keeps_the_lock_a_later_attempt_took(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         job_id = finished_job(db_url, f"http://{RECEIVER_HOST}:{server.server_address[1]}/h")
-        retaken["key"] = lock_key(job_id)
+        retaken["key"] = webhook_lock_key(job_id)
         assert attempt_once(client, settings_for(db_url), job_id, 1) is DeliveryState.DELIVERED
-        assert client.get(lock_key(job_id)) == "a later attempt"
+        assert client.get(webhook_lock_key(job_id)) == "a later attempt"
     finally:
         server.shutdown()
         server.server_close()

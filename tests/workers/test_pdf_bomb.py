@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from common.apikeys import open_redis
-from common.jobs import job_key
+from common.keys import job_key
 from tests.conftest import Service
 from tests.helpers import memory_bomb_pdf, text_pdf, wait_job
 

@@ -16,12 +16,13 @@ import redis
 import redis.asyncio as aioredis
 from celery import Celery
 
-from common.jobs import ACTIVE_JOBS_KEY, JobStore
+from common.contract import GENERATE_TASK, INGEST_TASK, create_app
+from common.jobs import JobStore
 from common.jobs_async import AsyncJobStore
-from common.liveness import worker_key, worker_value
+from common.keys import ACTIVE_JOBS_KEY, worker_key
+from common.liveness import worker_value
 from common.schemas import JobKind, JobStatus
 from common.settings import Settings
-from workers.celery_app import GENERATE_TASK, INGEST_TASK, create_app
 from workers.reconciler import Reconciler, waiting_job_ids
 
 

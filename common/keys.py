@@ -1,0 +1,119 @@
+"""Every Redis key ragq writes, in one place: the prefixes and the functions that build keys.
+
+Celery's own keys (the queue lists, results) are named by Celery and the queue names of
+`common.contract`.
+"""
+
+from __future__ import annotations
+
+PREFIX = "ragq"
+
+# Jobs not yet finished, scored by creation time (epoch seconds): what the reconciler checks.
+ACTIVE_JOBS_KEY = f"{PREFIX}:jobs:active"
+# Webhook outbox: job ids whose completion webhook is due, scored by when (epoch seconds).
+WEBHOOKS_DUE_KEY = f"{PREFIX}:webhooks:due"
+# Held by the worker whose reconciler runs this interval's pass.
+RECONCILER_LEASE_KEY = f"{PREFIX}:reconciler:lease"
+# Every stored API key hash (for listing, counting and revoking by id).
+APIKEY_INDEX_KEY = f"{PREFIX}:apikeys"
+APIKEY_PREFIX = f"{PREFIX}:apikey:"
+WORKER_KEY_PREFIX = f"{PREFIX}:worker:"
+BATCH_PREFIX = f"{PREFIX}:batch:"
+REPLY_PREFIX = f"{PREFIX}:reply:"
+RATE_PREFIX = f"{PREFIX}:rate:"
+IDEMPOTENCY_PREFIX = f"{PREFIX}:idem:"
+
+
+def job_key(job_id: str) -> str:
+    """Redis key of a job's record."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def events_key(job_id: str) -> str:
+    """Redis key of a job's event stream."""
+    return f"{PREFIX}:job:{job_id}:events"
+
+
+def blob_key(job_id: str) -> str:
+    """Redis key of the uploaded bytes an ingest job reads."""
+    return f"{PREFIX}:job:{job_id}:blob"
+
+
+def job_update_keys(job_id: str) -> list[str]:
+    """The KEYS of `common.jobs.UPDATE_SCRIPT`: the job's record, its events, the outbox."""
+    return [job_key(job_id), events_key(job_id), WEBHOOKS_DUE_KEY]
+
+
+def doc_key(tenant: str, document_id: str) -> str:
+    """Redis key of a document's hash."""
+    return f"{PREFIX}:doc:{tenant}:{document_id}"
+
+
+def listing_key(tenant: str) -> str:
+    """Redis key of the tenant's documents, a sorted set scored by creation time."""
+    return f"{PREFIX}:docs:{tenant}"
+
+
+def content_key(tenant: str) -> str:
+    """Redis key of the tenant's content index: SHA-256 → document id."""
+    return f"{PREFIX}:docsha:{tenant}"
+
+
+def document_lock_key(tenant: str, document_id: str) -> str:
+    """Redis key of the lock that serialises the tasks changing one document."""
+    return f"{PREFIX}:lock:doc:{tenant}:{document_id}"
+
+
+def batch_key(batch_id: str) -> str:
+    """Redis key of a batch: its tenant and the ids of its jobs."""
+    return f"{BATCH_PREFIX}{batch_id}"
+
+
+def secret_key(tenant: str) -> str:
+    """Redis key of a tenant's webhook signing secret."""
+    return f"{PREFIX}:webhooks:secret:{tenant}"
+
+
+def previous_secret_key(tenant: str) -> str:
+    """Redis key of a tenant's previous secret, still signing for a grace period."""
+    return f"{PREFIX}:webhooks:secret:{tenant}:previous"
+
+
+def webhook_state_key(job_id: str) -> str:
+    """Redis key of a job's webhook delivery state."""
+    return f"{PREFIX}:job:{job_id}:webhook"
+
+
+def webhook_log_key(job_id: str) -> str:
+    """Redis key of a job's webhook delivery log."""
+    return f"{PREFIX}:job:{job_id}:deliveries"
+
+
+def webhook_lock_key(job_id: str) -> str:
+    """Redis key held while a webhook attempt for the job is in flight."""
+    return f"{PREFIX}:job:{job_id}:webhook:lock"
+
+
+def apikey_key(digest: str) -> str:
+    """Redis key of the hash that describes the API key with this SHA-256."""
+    return f"{APIKEY_PREFIX}{digest}"
+
+
+def worker_key(hostname: str) -> str:
+    """Redis key announcing a live worker and its queues."""
+    return f"{WORKER_KEY_PREFIX}{hostname}"
+
+
+def reply_key(request_id: str) -> str:
+    """Redis list a query worker pushes one search's reply onto."""
+    return f"{REPLY_PREFIX}{request_id}"
+
+
+def rate_key(tenant: str) -> str:
+    """Redis counter of a tenant's requests in the current rate window."""
+    return f"{RATE_PREFIX}{tenant}"
+
+
+def idempotency_key(tenant: str, key: str) -> str:
+    """Redis key of a tenant's idempotency key."""
+    return f"{IDEMPOTENCY_PREFIX}{tenant}:{key}"

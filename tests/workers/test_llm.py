@@ -1,0 +1,133 @@
+"""The Streamer's rules: first text at once, then one flush per interval; cancel and deadline.
+
+The Streamer (the unit under test) reads a generation's deltas and writes a real job on the
+tests' Redis. The generation is scripted: a stand-in for what vLLM's engine hands out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from common.citations import MarkerRewriter
+from common.jobs import JobStore
+from common.jobs_async import AsyncJobStore
+from common.keys import events_key
+from common.schemas import JobKind, JobStatus
+from workers import engines
+from workers.llm import Outcome, Streamer
+from workers.llm_engine import Delta
+
+
+class ScriptedGeneration:
+    """Hands out prepared deltas, one per `next`; None (after a short wait) once they run out."""
+
+    def __init__(self, *texts: str, prompt_tokens: int = 7) -> None:
+        last = len(texts) - 1
+        self.deltas = [
+            Delta(text, 1, i == last, "stop" if i == last else None, prompt_tokens)
+            for i, text in enumerate(texts)
+        ]
+        self.aborted = False
+
+    def next(self, timeout: float) -> Delta | None:
+        if self.deltas:
+            return self.deltas.pop(0)
+        time.sleep(min(timeout, 0.05))
+        return None
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+@pytest.fixture
+def store(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
+    """The job store the Streamer writes to, on the tests' Redis."""
+    job_store = JobStore(redis_url, ttl_s=600)
+    monkeypatch.setattr(engines, "job_store", lambda: job_store)
+    yield job_store
+
+
+def running_job(store: JobStore, redis_url: str) -> str:
+    """A job, created as the API creates it, claimed by a worker."""
+    job_id = str(uuid.uuid4())
+
+    async def create() -> None:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        await AsyncJobStore(client, 600).create(job_id, JobKind.ANSWER, "t1")
+        await client.aclose()
+
+    asyncio.run(create())
+    assert store.start(job_id, worker="llm@test")
+    return job_id
+
+
+def tokens(store: JobStore, job_id: str) -> list[str]:
+    entries = store.redis.xrange(events_key(job_id))
+    return [json.loads(v["data"])["text"] for _, v in entries if v["event"] == "token"]
+
+
+def streamer(job_id: str, generation: ScriptedGeneration, interval: float) -> Streamer:
+    deadline = time.time() + 30
+    return Streamer(job_id, generation, deadline, MarkerRewriter(2), interval)  # type: ignore[arg-type]
+
+
+def test_the_first_text_goes_at_once_and_the_rest_waits_for_the_interval(
+    store: JobStore, redis_url: str
+) -> None:
+    job_id = running_job(store, redis_url)
+    generation = ScriptedGeneration("Hel", "lo", ",", " world")
+    streaming = streamer(job_id, generation, interval=60)
+    assert streaming.run() is Outcome.SUCCEEDED
+    assert tokens(store, job_id) == ["Hel", "lo, world"]
+    assert streaming.parts == ["Hel", "lo, world"]
+    usage = streaming.usage()
+    assert (usage.completion_tokens, usage.prompt_tokens) == (4, 7)
+    assert usage.ttft_s is not None and not generation.aborted
+
+
+def test_with_no_interval_every_delta_is_its_own_event(store: JobStore, redis_url: str) -> None:
+    job_id = running_job(store, redis_url)
+    assert (
+        streamer(job_id, ScriptedGeneration("a", "b", "c"), interval=0).run() is Outcome.SUCCEEDED
+    )
+    assert tokens(store, job_id) == ["a", "b", "c"]
+
+
+def test_markers_are_rewritten_across_flushes(store: JobStore, redis_url: str) -> None:
+    job_id = running_job(store, redis_url)
+    streaming = streamer(job_id, ScriptedGeneration("See [", "2] and [1]."), interval=0)
+    assert streaming.run() is Outcome.SUCCEEDED
+    assert "".join(tokens(store, job_id)) == "See [1] and [2]."
+
+
+def test_a_cancelled_job_stops_the_generation(store: JobStore, redis_url: str) -> None:
+    job_id = running_job(store, redis_url)
+    assert store.finish(job_id, JobStatus.CANCELLED)
+    generation = ScriptedGeneration("never", "sent")
+    assert streamer(job_id, generation, interval=0).run() is Outcome.CANCELLED
+    assert generation.aborted and tokens(store, job_id) == []
+
+
+def test_a_cancel_is_noticed_while_no_text_flows(store: JobStore, redis_url: str) -> None:
+    job_id = running_job(store, redis_url)
+    generation = ScriptedGeneration()  # the engine is silent
+    streaming = streamer(job_id, generation, interval=0)
+    assert store.finish(job_id, JobStatus.CANCELLED)
+    started = time.monotonic()
+    assert streaming.run() is Outcome.CANCELLED
+    assert generation.aborted and time.monotonic() - started < 2
+
+
+def test_the_deadline_aborts_the_generation(store: JobStore, redis_url: str) -> None:
+    job_id = running_job(store, redis_url)
+    generation = ScriptedGeneration("late")
+    streaming = Streamer(job_id, generation, time.time() - 1, MarkerRewriter(1), 0)  # type: ignore[arg-type]
+    assert streaming.run() is Outcome.DEADLINE_EXCEEDED
+    assert generation.aborted and tokens(store, job_id) == []

@@ -133,6 +133,15 @@ class DocumentList(BaseModel):
     limit: int
 
 
+class JobList(BaseModel):
+    """A page of the tenant's jobs, newest first."""
+
+    jobs: list[JobRecord]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null when there is none."
+    )
+
+
 class Health(BaseModel):
     """Liveness or readiness, with what was checked."""
 

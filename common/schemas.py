@@ -211,6 +211,11 @@ class AnswerResult(BaseModel):
     answer: str
     citations: list[Citation]
     usage: Usage | None = None
+    finish_reason: str | None = Field(
+        default=None,
+        description="How generation ended: `stop` (the model ended its answer) or `length` (cut "
+        "at RAGQ_LLM_MAX_TOKENS tokens), as vLLM reports it.",
+    )
 
 
 class IngestResult(BaseModel):

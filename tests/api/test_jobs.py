@@ -80,6 +80,21 @@ def test_answer_cites_the_document_that_holds_the_fact(
     assert result["usage"]["prompt_tokens"] > 0
 
 
+def test_answer_says_how_it_ended(http_module: httpx.Client, lighthouse: dict[str, str]) -> None:
+    short = wait_job(http_module, ask(http_module, "Who designed the Quarnelle lighthouse?"))
+    cut = wait_job(
+        http_module,
+        ask(http_module, "List fifty facts about the Quarnelle lighthouse, one per numbered line."),
+    )
+    for record in (short, cut):
+        assert record["status"] == "succeeded", record
+        result = record["result"]
+        assert result["finish_reason"] in {"stop", "length"}, result
+        at_limit = result["usage"]["completion_tokens"] >= 64  # RAGQ_LLM_MAX_TOKENS in tests
+        assert (result["finish_reason"] == "length") == at_limit, result
+    assert cut["result"]["finish_reason"] == "length"
+
+
 def test_sse_streams_tokens_and_replays_after_last_event_id(
     http_module: httpx.Client, lighthouse: dict[str, str]
 ) -> None:

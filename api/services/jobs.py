@@ -68,6 +68,9 @@ class JobService:
             "total": "2",
             "deadline_s": str(deadline),
             "mode": (body.mode or self.settings.search_mode).value,
+            "min_relevance": str(
+                self.settings.min_relevance if body.min_relevance is None else body.min_relevance
+            ),
         }
         if body.filter is not None:
             fields["filter"] = body.filter.model_dump_json(exclude_none=True)

@@ -322,3 +322,34 @@ def test_job_list_refuses_bad_parameters(http_module: httpx.Client, params: dict
     response = http_module.get("/v1/jobs", params=params)
     assert response.status_code == 422, response.text
     assert set(response.json()["error"]) >= {"code", "message"}
+
+
+def test_question_the_documents_do_not_cover_is_not_generated(
+    http_module: httpx.Client, lighthouse: dict[str, str]
+) -> None:
+    question = "What is the boiling point of liquid nitrogen in kelvin?"
+    refused = wait_job(http_module, ask(http_module, question))
+    assert refused["status"] == "succeeded", refused
+    result = refused["result"]
+    assert result["answer"] == "The documents do not cover this question."
+    assert result["grounded"] is False and result["reason"] == "no_relevant_passages"
+    assert result["finish_reason"] == "not_grounded" and result["usage"] is None
+    assert result["relevance"] < 0.3  # RAGQ_MIN_RELEVANCE's default
+    assert all(not c["cited"] for c in result["citations"])
+    # min_relevance 0 turns the guard off: the model answers from whatever was found.
+    forced = wait_job(http_module, ask(http_module, question, min_relevance=0))
+    assert forced["status"] == "succeeded", forced
+    assert forced["result"]["grounded"] is True
+    assert forced["result"]["finish_reason"] in {"stop", "length"}
+    assert forced["result"]["usage"]["completion_tokens"] > 0
+    # A covered question still generates under the default threshold.
+    covered = wait_job(http_module, ask(http_module, "Who designed the Quarnelle lighthouse?"))
+    assert covered["result"]["grounded"] is True
+    assert covered["result"]["relevance"] is None and covered["result"]["usage"] is not None
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "0.3", True])
+def test_min_relevance_is_a_number_from_0_to_1(http_module: httpx.Client, value: object) -> None:
+    response = http_module.post("/v1/answers", json={"question": "x", "min_relevance": value})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api import errors, metrics
 from api.body_limit import BodyLimit
@@ -78,7 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await client.aclose()
             celery.close()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts and styles from this server, out of the
+    # fastapi-offline package, never from a CDN: they work on a network without internet.
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="ragq",
         version="1",
         summary="Asynchronous retrieval-augmented question answering.",

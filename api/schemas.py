@@ -71,6 +71,13 @@ class AnswerIn(RequestModel):
         "(capped by the server's RAGQ_ANSWER_DEADLINE_S).",
     )
     webhook_url: WebhookUrl | None = None
+    min_relevance: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Answer only if the best passage's cosine similarity to the question is at "
+        "least this (default: RAGQ_MIN_RELEVANCE; 0: always generate).",
+    )
 
 
 class SearchIn(RequestModel):
@@ -131,6 +138,15 @@ class DocumentList(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class JobList(BaseModel):
+    """A page of the tenant's jobs, newest first."""
+
+    jobs: list[JobRecord]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null when there is none."
+    )
 
 
 class Health(BaseModel):

@@ -236,42 +236,59 @@ def _events(http: httpx.Client, job_id: str) -> Iterator[tuple[str, Any]]:
 
 
 def ask(
-    base_url: str, question: str, top_k: int, mode: str | None = None, api_key: str = ""
+    base_url: str,
+    question: str,
+    top_k: int,
+    mode: str | None = None,
+    api_key: str = "",
+    as_json: bool = False,
 ) -> int:
-    """Ask a question, print the answer as it streams, then its numbered sources."""
+    """Ask a question, print the answer as it streams, then its numbered sources.
+
+    With `as_json`, print only the final job record, as one JSON document, when it is done.
+    """
     out = sys.stdout
     timeout = httpx.Timeout(60, read=None)
     with httpx.Client(base_url=base_url, timeout=timeout, headers=_auth(api_key)) as http:
         body = {"question": question, "top_k": top_k, "mode": mode}
         job = _check(http.post("/v1/answers", json=body))
         for event, data in _events(http, job["job_id"]):
-            if event == "token":
+            if event == "token" and not as_json:
                 out.write(data["text"])
                 out.flush()
             elif event == "done":
+                if as_json:
+                    out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+                    return 0 if data["status"] == "succeeded" else 1
                 out.write("\n")
                 return _print_final(data)
     return 1
 
 
 def _print_final(record: dict[str, Any]) -> int:
+    """The answer's ending and its sources on stdout, after the streamed text; errors on stderr."""
     if record["status"] != "succeeded":
         error = record.get("error") or {"code": record["status"], "message": ""}
         console.print(f"[red]{record['status']}: {error['code']} {error['message']}")
         return 1
-    citations = record["result"]["citations"]
+    result = record["result"]
+    if result.get("finish_reason") == "length":
+        tokens = (result.get("usage") or {}).get("completion_tokens", "?")
+        print(f"[answer cut at {tokens} tokens: RAGQ_LLM_MAX_TOKENS]")
+    citations = result["citations"]
     cited = [c for c in citations if c.get("cited")]
     others = [c for c in citations if not c.get("cited")]
     if cited:
-        console.print("\nSources:")
+        print("\nSources:")
     for n, citation in enumerate(cited, start=1):
-        console.print(f"  [{n}] {_origin(citation)}", markup=False)
+        print(f"  [{n}] {_origin(citation)}")
     if others:
-        console.print("\nAlso retrieved:")
+        print("\nAlso retrieved:")
     for citation in others:
-        console.print(f"  - {_origin(citation)}", markup=False)
+        print(f"  - {_origin(citation)}")
     return 0
 
 
 def _origin(citation: dict[str, Any]) -> str:
-    return f"{citation['title']}  ({citation.get('source') or citation['document_id']})"
+    page = f", page {citation['page']}" if citation.get("page") else ""
+    return f"{citation['title']}{page}  ({citation.get('source') or citation['document_id']})"

@@ -272,9 +272,17 @@ def reindex(document_ids: tuple[str, ...], everything: bool) -> None:
     default=None,
     help="How passages are retrieved (default: the server's RAGQ_SEARCH_MODE).",
 )
-def ask(question: str, top_k: int, mode: str | None) -> None:
-    """Ask a question; the answer streams, then its numbered sources."""
-    _exit_with(lambda url, key: client.ask(url, question, top_k, mode, api_key=key))
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the final job record as JSON on stdout instead of streaming (for scripts).",
+)
+def ask(question: str, top_k: int, mode: str | None, as_json: bool) -> None:
+    """Ask a question; the answer streams, then its numbered sources (all on stdout)."""
+    _exit_with(
+        lambda url, key: client.ask(url, question, top_k, mode, api_key=key, as_json=as_json)
+    )
 
 
 def _exit_with(action: Callable[[str, str], int]) -> NoReturn:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +23,35 @@ from common.jobs import (
 )
 from common.keys import ACTIVE_JOBS_KEY, blob_key, events_key, job_key, job_update_keys
 from common.schemas import ACTIVE, ErrorInfo, EventName, JobKind, JobRecord, JobStatus
+
+
+def tenant_jobs_key(tenant: str) -> str:  # key
+    """Redis key of a tenant's jobs (a sorted set of job ids scored by creation time)."""
+    return f"ragq:tenant:{tenant}:jobs"
+
+
+class BadCursor(ValueError):
+    """A `GET /v1/jobs` cursor that this store did not issue."""
+
+
+def encode_cursor(score: float, job_id: str) -> str:
+    """An opaque cursor: the position after the job with this creation score."""
+    raw = json.dumps([score, job_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (score, job id) a cursor holds; BadCursor if it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        score, job_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise BadCursor(cursor) from exc
+    if not isinstance(score, int | float) or isinstance(score, bool):
+        raise BadCursor(cursor)
+    if not isinstance(job_id, str):
+        raise BadCursor(cursor)
+    return float(score), job_id
 
 
 @dataclass(frozen=True)
@@ -59,7 +91,15 @@ class AsyncJobStore:
             )
             pipe.expire(job_key(job_id), self.ttl_s)
             pipe.expire(events_key(job_id), self.ttl_s)
-            pipe.zadd(ACTIVE_JOBS_KEY, {job_id: time.time()})
+            now = time.time()
+            pipe.zadd(ACTIVE_JOBS_KEY, {job_id: now})
+            # The tenant's job list: an entry lives as long as a record that was never updated
+            # (RAGQ_JOB_TTL_S after creation); older entries are trimmed here, and the whole
+            # set expires with its newest job.
+            index = tenant_jobs_key(tenant)
+            pipe.zadd(index, {job_id: now})
+            pipe.zremrangebyscore(index, "-inf", f"({now - self.ttl_s}")
+            pipe.expire(index, self.ttl_s)
             if blob is not None:
                 pipe.set(blob_key(job_id), blob, ex=self.ttl_s)
             if also is not None:
@@ -90,6 +130,63 @@ class AsyncJobStore:
                 pipe.hgetall(job_key(job_id))
             raws: list[dict[str, str]] = await pipe.execute()
         return [record_from_hash(raw) for raw in raws if raw and raw.get("tenant") == tenant]
+
+    async def list_jobs(
+        self,
+        tenant: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        kind: JobKind | None = None,
+        status: JobStatus | None = None,
+        max_scan: int = 1000,
+    ) -> tuple[list[JobRecord], str | None]:
+        """The tenant's jobs newest first, after `cursor`, and the cursor of the next page.
+
+        Ids whose record expired are dropped from the list. At most `max_scan` ids are read per
+        call, so a page under a narrow filter may be short while a next cursor remains.
+        """
+        index = tenant_jobs_key(tenant)
+        position = decode_cursor(cursor) if cursor is not None else None
+        found: list[JobRecord] = []
+        scanned = 0
+        batch = min(max(limit + 1, 100), max_scan)
+        while scanned < max_scan:
+            top = position[0] if position is not None else "+inf"
+            entries: list[tuple[str, float]] = await self.redis.zrevrangebyscore(
+                index, top, "-inf", start=0, num=batch, withscores=True
+            )
+            exhausted = len(entries) < batch
+            if position is not None:
+                # Ids of equal score sort descending: those from the cursor's id up were seen.
+                at, seen = position
+                entries = [(m, sc) for m, sc in entries if not (sc == at and m >= seen)]
+            entries = entries[: max_scan - scanned]
+            scanned += len(entries)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id, _ in entries:
+                    pipe.hgetall(job_key(job_id))
+                raws: list[dict[str, str]] = await pipe.execute()
+            gone = []
+            full = False
+            for (job_id, score), raw in zip(entries, raws, strict=True):
+                if not raw or raw.get("tenant") != tenant:
+                    gone.append(job_id)
+                elif (kind is None or raw.get("kind") == kind.value) and (
+                    status is None or raw.get("status") == status.value
+                ):
+                    if len(found) == limit:
+                        full = True
+                        break
+                    found.append(record_from_hash(raw))
+                position = (score, job_id)
+            if gone:
+                await self.redis.zrem(index, *gone)
+            if full:
+                return found, encode_cursor(*position) if position is not None else None
+            if exhausted or not entries:
+                return found, None
+        return found, encode_cursor(*position) if position is not None else None
 
     async def apply(self, job_id: str, update: Update) -> bool:
         """Apply a conditional change; False when the job's status did not allow it."""

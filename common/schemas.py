@@ -211,6 +211,23 @@ class AnswerResult(BaseModel):
     answer: str
     citations: list[Citation]
     usage: Usage | None = None
+    finish_reason: str | None = Field(
+        default=None,
+        description="How generation ended: `stop` (the model ended its answer) or `length` (cut "
+        "at RAGQ_LLM_MAX_TOKENS tokens), as vLLM reports it; `not_grounded` when nothing was "
+        "generated because no passage was relevant enough.",
+    )
+    grounded: bool = Field(
+        default=True, description="False when the documents do not cover the question."
+    )
+    reason: str | None = Field(
+        default=None, description="Why not grounded: `no_relevant_passages`."
+    )
+    relevance: float | None = Field(
+        default=None,
+        description="The best passage's dense cosine similarity to the question, when it was "
+        "too low (not grounded).",
+    )
 
 
 class IngestResult(BaseModel):

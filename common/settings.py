@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     search_fusion: SearchFusion = SearchFusion.DBSF
     max_search_k: int = Field(default=100, ge=1)
     search_timeout_s: float = Field(default=10.0, gt=0.0)
+    # Answers: below this dense cosine similarity of the best passage, the documents are taken
+    # not to cover the question and nothing is generated (0: off); see bench/grounding.py.
+    min_relevance: float = Field(default=0.3, ge=0.0, le=1.0)
     # A sentence-transformers CrossEncoder folder; empty means no re-ranking stage.
     rerank_model: str = ""
     rerank_candidates: int = Field(default=50, ge=1)

@@ -53,6 +53,7 @@ class Streamer:
     ttft_s: float | None = None
     completion_tokens: int = 0
     prompt_tokens: int = 0
+    finish_reason: str | None = None
 
     def run(self) -> Outcome:
         """Stream until the answer is complete, the job is no longer running, or the deadline."""
@@ -104,6 +105,8 @@ class Streamer:
         self.completion_tokens += delta.tokens
         LLM_TOKENS.inc(delta.tokens)
         self.prompt_tokens = delta.prompt_tokens
+        if delta.finish_reason:
+            self.finish_reason = delta.finish_reason
 
     def usage(self) -> Usage:
         """Token counts and timings of the generation."""
@@ -150,6 +153,7 @@ def generate(
             answer="".join(streamer.parts),
             citations=streamer.rewriter.arrange(passages),
             usage=streamer.usage(),
+            finish_reason=streamer.finish_reason,
         )
         store.emit(job_id, EventName.CITATIONS, [c.model_dump() for c in result.citations])
         store.progress(job_id, 2, 2)

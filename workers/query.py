@@ -7,7 +7,15 @@ from typing import Any
 
 from common import prompt
 from common.contract import GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
-from common.schemas import Citation, EventName, SearchFilter, SearchFusion, SearchMode
+from common.schemas import (
+    AnswerResult,
+    Citation,
+    EventName,
+    JobStatus,
+    SearchFilter,
+    SearchFusion,
+    SearchMode,
+)
 from common.settings import get_settings
 from common.vectorstore import SearchHit
 from workers import engines
@@ -15,6 +23,7 @@ from workers.base import JobTask
 from workers.celery_app import app
 
 REPLY_TTL_S = 60
+NOT_COVERED = "The documents do not cover this question."
 
 
 def _citation(hit: SearchHit) -> Citation:
@@ -61,6 +70,37 @@ def search(
     return reranker.rerank(query, passages)[:limit] if reranker else passages
 
 
+def best_similarity(tenant: str, query: str, flt: SearchFilter | None) -> float | None:
+    """The dense cosine similarity of the tenant's closest chunk to the query (None: no chunk).
+
+    Fused hybrid scores are not comparable across queries; this one is, so it can be held
+    against a fixed threshold.
+    """
+    vector = engines.embedder().encode([query], normalize_embeddings=True, show_progress_bar=False)
+    hits = engines.vector_store().search(
+        tenant, vector[0].tolist(), 1, mode=SearchMode.DENSE, filter=flt
+    )
+    return hits[0].score if hits else None
+
+
+def _not_covered(job_id: str, passages: list[Citation], relevance: float | None) -> None:
+    """Finish an answer job with the "not covered" answer, without generating."""
+    store = engines.job_store()
+    result = AnswerResult(
+        answer=NOT_COVERED,
+        citations=[c.model_copy(update={"cited": False}) for c in passages],
+        finish_reason="not_grounded",
+        grounded=False,
+        reason="no_relevant_passages",
+        relevance=relevance,
+    )
+    store.emit(job_id, EventName.PASSAGES, [c.model_dump() for c in passages])
+    store.emit(job_id, EventName.TOKEN, {"text": NOT_COVERED})
+    store.emit(job_id, EventName.CITATIONS, [c.model_dump() for c in result.citations])
+    store.progress(job_id, 2, 2)
+    store.finish(job_id, JobStatus.SUCCEEDED, result=result.model_dump())
+
+
 @app.task(name=RETRIEVE_TASK, bind=True, base=JobTask)
 def retrieve(self: JobTask, job_id: str) -> None:
     """Retrieve an answer job's passages, render its prompt and enqueue its generation."""
@@ -72,6 +112,12 @@ def retrieve(self: JobTask, job_id: str) -> None:
     flt = SearchFilter.model_validate_json(raw["filter"]) if raw.get("filter") else None
     mode = SearchMode(raw.get("mode") or settings.search_mode)
     passages = search(raw["tenant"], raw["question"], int(raw["top_k"]), mode, flt)
+    min_relevance = float(raw.get("min_relevance") or 0.0)
+    if min_relevance > 0:
+        relevance = best_similarity(raw["tenant"], raw["question"], flt)
+        if relevance is None or relevance < min_relevance:
+            _not_covered(job_id, passages, relevance)
+            return
     # The prompt is rendered here, not in the llm worker, to keep that process's GIL for vLLM.
     ids, used = prompt.render(
         engines.llm_tokenizer(),

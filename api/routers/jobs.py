@@ -1,21 +1,35 @@
-"""`/v1/jobs/{job_id}`: poll, stream (SSE) and cancel a job."""
+"""`/v1/jobs`: list the tenant's jobs; poll, stream (SSE) and cancel one."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import JobsDep, StoreDep, TenantDep
 from api.errors import ErrorBody
-from common.schemas import JobRecord
+from api.schemas import JobList
+from common.schemas import JobKind, JobRecord, JobStatus
 from common.telemetry import SSE_CONNECTIONS
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+
+
+@router.get("", response_model=JobList, responses={422: {"model": ErrorBody}})
+async def list_jobs(
+    jobs: JobsDep,
+    tenant: TenantDep,
+    kind: JobKind | None = None,
+    status: JobStatus | None = None,
+    cursor: str | None = Query(default=None, max_length=512, description="next_cursor of a page."),
+    limit: int = Query(default=50, ge=1, le=200),
+) -> JobList:
+    """The tenant's jobs, newest first (kept RAGQ_JOB_TTL_S after creation)."""
+    return await jobs.list(tenant, limit, cursor, kind, status)
 
 
 @router.get("/{job_id}", response_model=JobRecord, responses=NOT_FOUND)

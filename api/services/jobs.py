@@ -10,11 +10,11 @@ from redis.asyncio.client import Pipeline
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
-from api.schemas import AnswerIn, JobAccepted
+from api.schemas import AnswerIn, JobAccepted, JobList
 from api.services import inputs
 from common.contract import RETRIEVE_TASK
 from common.documents import settle
-from common.jobs_async import AsyncJobStore
+from common.jobs_async import AsyncJobStore, BadCursor
 from common.schemas import JobKind, JobRecord, JobStatus
 from common.settings import Settings
 from common.telemetry import JOBS_CREATED
@@ -68,6 +68,9 @@ class JobService:
             "total": "2",
             "deadline_s": str(deadline),
             "mode": (body.mode or self.settings.search_mode).value,
+            "min_relevance": str(
+                self.settings.min_relevance if body.min_relevance is None else body.min_relevance
+            ),
         }
         if body.filter is not None:
             fields["filter"] = body.filter.model_dump_json(exclude_none=True)
@@ -93,6 +96,23 @@ class JobService:
         if record is None:
             raise ApiError(404, "job_not_found", f"no job {job_id}")
         return record
+
+    async def list(
+        self,
+        tenant: str,
+        limit: int,
+        cursor: str | None = None,
+        kind: JobKind | None = None,
+        status: JobStatus | None = None,
+    ) -> JobList:
+        """A page of the tenant's jobs, newest first; 422 for a cursor we did not issue."""
+        try:
+            jobs, next_cursor = await self.store.list_jobs(
+                tenant, limit=limit, cursor=cursor, kind=kind, status=status
+            )
+        except BadCursor as exc:
+            raise ApiError(422, "invalid_cursor", "cursor is not one this API returned") from exc
+        return JobList(jobs=jobs, next_cursor=next_cursor)
 
     async def cancel(self, tenant: str, job_id: str) -> JobRecord:
         """Cancel a queued or running job; 409 if it already finished or is a deletion.

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
+from common.apikeys import create_key, open_redis
+from common.jobs import job_key
+from common.jobs_async import tenant_jobs_key
+from tests.conftest import Service, auth
 from tests.helpers import events, ingest_text, wait_job
 
 FACT = (
@@ -71,6 +78,21 @@ def test_answer_cites_the_document_that_holds_the_fact(
     assert "Lindqvist" in result["citations"][0]["text"]
     assert result["usage"]["completion_tokens"] > 0
     assert result["usage"]["prompt_tokens"] > 0
+
+
+def test_answer_says_how_it_ended(http_module: httpx.Client, lighthouse: dict[str, str]) -> None:
+    short = wait_job(http_module, ask(http_module, "Who designed the Quarnelle lighthouse?"))
+    cut = wait_job(
+        http_module,
+        ask(http_module, "List fifty facts about the Quarnelle lighthouse, one per numbered line."),
+    )
+    for record in (short, cut):
+        assert record["status"] == "succeeded", record
+        result = record["result"]
+        assert result["finish_reason"] in {"stop", "length"}, result
+        at_limit = result["usage"]["completion_tokens"] >= 64  # RAGQ_LLM_MAX_TOKENS in tests
+        assert (result["finish_reason"] == "length") == at_limit, result
+    assert cut["result"]["finish_reason"] == "length"
 
 
 def test_sse_streams_tokens_and_replays_after_last_event_id(
@@ -189,3 +211,145 @@ def test_cancel_queued_then_unknown_job(http_module: httpx.Client) -> None:
     assert missing.json()["error"]["code"] == "job_not_found"
     assert http_module.delete("/v1/jobs/nope").status_code == 404
     assert http_module.get("/v1/jobs/nope/events").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def own_tenant(service: Service) -> Iterator[tuple[str, httpx.Client]]:
+    """A tenant of its own (so its job list holds only this module's jobs) and its client."""
+    tenant = f"list-{uuid.uuid4().hex[:8]}"
+    key, _ = create_key(open_redis(service.redis_url), tenant)
+    with httpx.Client(base_url=service.base_url, timeout=30, headers=auth(key)) as client:
+        yield tenant, client
+
+
+@pytest.fixture(scope="module")
+def tenant_jobs(own_tenant: tuple[str, httpx.Client]) -> list[dict[str, Any]]:
+    """Three ingests, a delete and a cancelled answer of the tenant, oldest first."""
+    _, client = own_tenant
+    made = [
+        ingest_text(client, f"Note {n} about the Orvik canal locks.", f"Note {n}") for n in range(3)
+    ]
+    deleted = client.delete(f"/v1/documents/{made[0]['document_id']}")
+    assert deleted.status_code == 202, deleted.text
+    made.append(wait_job(client, deleted.json()["job_id"]))
+    answer = ask(client, "How many locks does the Orvik canal have?")
+    assert client.delete(f"/v1/jobs/{answer}").status_code in (200, 409)
+    made.append(wait_job(client, answer))
+    return made
+
+
+def list_all(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    """Every page of GET /v1/jobs with these parameters, concatenated."""
+    jobs: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = client.get("/v1/jobs", params=query)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["jobs"]) <= params.get("limit", 50)
+        jobs += page["jobs"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return jobs
+
+
+def test_job_list_is_newest_first_and_pages_by_cursor(
+    own_tenant: tuple[str, httpx.Client], tenant_jobs: list[dict[str, Any]]
+) -> None:
+    _, client = own_tenant
+    newest_first = [job["job_id"] for job in reversed(tenant_jobs)]
+    first = client.get("/v1/jobs").json()
+    assert [job["job_id"] for job in first["jobs"]] == newest_first
+    assert first["next_cursor"] is None
+    assert first["jobs"][0] == client.get(f"/v1/jobs/{newest_first[0]}").json()
+    paged = list_all(client, limit=2)
+    assert [job["job_id"] for job in paged] == newest_first
+
+
+def test_job_list_filters_by_kind_and_status(
+    own_tenant: tuple[str, httpx.Client], tenant_jobs: list[dict[str, Any]]
+) -> None:
+    _, client = own_tenant
+    ingests = [job["job_id"] for job in reversed(tenant_jobs) if job["kind"] == "ingest"]
+    assert [job["job_id"] for job in list_all(client, kind="ingest", limit=1)] == ingests
+    deletes = list_all(client, kind="delete")
+    assert [job["job_id"] for job in deletes] == [tenant_jobs[3]["job_id"]]
+    answer = tenant_jobs[4]
+    both = list_all(client, kind="answer", status=answer["status"])
+    assert [job["job_id"] for job in both] == [answer["job_id"]]
+    assert list_all(client, kind="answer", status="queued") == []
+    succeeded = list_all(client, status="succeeded")
+    assert {job["job_id"] for job in succeeded} == {
+        job["job_id"] for job in tenant_jobs if job["status"] == "succeeded"
+    }
+
+
+def test_job_list_is_tenant_scoped(
+    http_module: httpx.Client,
+    own_tenant: tuple[str, httpx.Client],
+    tenant_jobs: list[dict[str, Any]],
+) -> None:
+    _, client = own_tenant
+    ours = {job["job_id"] for job in tenant_jobs}
+    other = ingest_text(http_module, "The default tenant's note on tide tables.", "Tides")
+    theirs = {job["job_id"] for job in list_all(http_module, limit=200)}
+    assert other["job_id"] in theirs
+    assert not theirs & ours
+    assert {job["job_id"] for job in list_all(client)} == ours
+
+
+def test_job_list_skips_expired_records_and_expires_with_the_job_ttl(
+    service: Service, own_tenant: tuple[str, httpx.Client], tenant_jobs: list[dict[str, Any]]
+) -> None:
+    tenant, client = own_tenant
+    redis = open_redis(service.redis_url)
+    index = tenant_jobs_key(tenant)
+    assert 0 < redis.ttl(index) <= service.settings.job_ttl_s
+    gone = tenant_jobs[1]["job_id"]
+    redis.pexpire(job_key(gone), 1)
+    time.sleep(0.05)
+    listed = [job["job_id"] for job in list_all(client, limit=1)]
+    assert listed == [job["job_id"] for job in reversed(tenant_jobs) if job["job_id"] != gone]
+    assert redis.zscore(index, gone) is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"cursor": "not-a-cursor"}, {"limit": 0}, {"limit": 201}, {"kind": "x"}, {"status": "x"}],
+)
+def test_job_list_refuses_bad_parameters(http_module: httpx.Client, params: dict[str, Any]) -> None:
+    response = http_module.get("/v1/jobs", params=params)
+    assert response.status_code == 422, response.text
+    assert set(response.json()["error"]) >= {"code", "message"}
+
+
+def test_question_the_documents_do_not_cover_is_not_generated(
+    http_module: httpx.Client, lighthouse: dict[str, str]
+) -> None:
+    question = "What is the boiling point of liquid nitrogen in kelvin?"
+    refused = wait_job(http_module, ask(http_module, question))
+    assert refused["status"] == "succeeded", refused
+    result = refused["result"]
+    assert result["answer"] == "The documents do not cover this question."
+    assert result["grounded"] is False and result["reason"] == "no_relevant_passages"
+    assert result["finish_reason"] == "not_grounded" and result["usage"] is None
+    assert result["relevance"] < 0.3  # RAGQ_MIN_RELEVANCE's default
+    assert all(not c["cited"] for c in result["citations"])
+    # min_relevance 0 turns the guard off: the model answers from whatever was found.
+    forced = wait_job(http_module, ask(http_module, question, min_relevance=0))
+    assert forced["status"] == "succeeded", forced
+    assert forced["result"]["grounded"] is True
+    assert forced["result"]["finish_reason"] in {"stop", "length"}
+    assert forced["result"]["usage"]["completion_tokens"] > 0
+    # A covered question still generates under the default threshold.
+    covered = wait_job(http_module, ask(http_module, "Who designed the Quarnelle lighthouse?"))
+    assert covered["result"]["grounded"] is True
+    assert covered["result"]["relevance"] is None and covered["result"]["usage"] is not None
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "0.3", True])
+def test_min_relevance_is_a_number_from_0_to_1(http_module: httpx.Client, value: object) -> None:
+    response = http_module.post("/v1/answers", json={"question": "x", "min_relevance": value})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"

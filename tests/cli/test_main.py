@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.helpers import ragq
@@ -30,10 +31,33 @@ def test_ingest_folder_then_ask_prints_streamed_answer_and_sources(service, tmp_
     assert asked.returncode == 0, asked.stderr
     assert asked.stdout.strip(), "no answer text was printed"
     # Cited passages are listed as numbered sources, the others as also retrieved.
-    heading = "Sources:" if "Sources:" in asked.stderr else "Also retrieved:"
-    first = asked.stderr.split(heading)[1].strip().splitlines()[0]
-    assert first.startswith(("[1] Mount Ekra", "- Mount Ekra")), asked.stderr
+    # On stdout after the answer, so that `ragq ask … > answer.txt` keeps them together.
+    heading = "Sources:" if "Sources:" in asked.stdout else "Also retrieved:"
+    answer, _, sources = asked.stdout.partition(f"\n{heading}")
+    assert answer.strip(), asked.stdout
+    first = sources.strip().splitlines()[0]
+    assert first.startswith(("[1] Mount Ekra", "- Mount Ekra")), asked.stdout
     assert first.endswith("(volcano.md)")
+
+
+def test_ask_json_prints_the_final_record_and_a_cut_answer_says_so(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "volcano.md").write_text(DOCS["volcano.md"], encoding="utf-8")
+    assert ragq(service.env, "ingest", str(tmp_path)).returncode == 0
+    question = "List fifty facts about Mount Ekra, one per numbered line."
+    asked = ragq(service.env, "ask", "--json", question, "--top-k", "2")
+    assert asked.returncode == 0, asked.stderr
+    record = json.loads(asked.stdout)
+    assert record["kind"] == "answer" and record["status"] == "succeeded"
+    result = record["result"]
+    max_tokens = service.settings.llm_max_tokens
+    assert result["usage"]["completion_tokens"] == max_tokens, result
+    assert result["finish_reason"] == "length"
+    # The same question again (temperature 0), as text: the cut is marked after the answer.
+    plain = ragq(service.env, "ask", question, "--top-k", "2")
+    assert plain.returncode == 0, plain.stderr
+    marker = f"[answer cut at {max_tokens} tokens: RAGQ_LLM_MAX_TOKENS]"
+    assert marker in plain.stdout
+    assert plain.stdout.index(marker) < plain.stdout.index("volcano.md")
 
 
 def test_reindex_all_and_one(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

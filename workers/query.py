@@ -44,15 +44,13 @@ def search(
     mode: SearchMode = SearchMode.HYBRID,
     flt: SearchFilter | None = None,
     fusion: SearchFusion | None = None,
+    dense: list[float] | None = None,
 ) -> list[Citation]:
-    """The tenant's chunks that best match the query, best first."""
+    """The tenant's chunks that best match the query (its `dense` vector if known), best first."""
     settings = get_settings()
-    dense = sparse = None
-    if mode is not SearchMode.SPARSE:
-        encoded = engines.embedder().encode(
-            [query], normalize_embeddings=True, show_progress_bar=False
-        )
-        dense = encoded[0].tolist()
+    sparse = None
+    if mode is not SearchMode.SPARSE and dense is None:
+        dense = embed(query)
     if mode is not SearchMode.DENSE:
         sparse = engines.sparse_encoder().encode_query(query)
     reranker = engines.reranker()
@@ -70,16 +68,19 @@ def search(
     return reranker.rerank(query, passages)[:limit] if reranker else passages
 
 
-def best_similarity(tenant: str, query: str, flt: SearchFilter | None) -> float | None:
+def embed(query: str) -> list[float]:
+    """The query's dense vector (normalised, so a dot product is its cosine similarity)."""
+    encoded = engines.embedder().encode([query], normalize_embeddings=True, show_progress_bar=False)
+    return list(encoded[0].tolist())
+
+
+def best_similarity(tenant: str, dense: list[float], flt: SearchFilter | None) -> float | None:
     """The dense cosine similarity of the tenant's closest chunk to the query (None: no chunk).
 
     Fused hybrid scores are not comparable across queries; this one is, so it can be held
     against a fixed threshold.
     """
-    vector = engines.embedder().encode([query], normalize_embeddings=True, show_progress_bar=False)
-    hits = engines.vector_store().search(
-        tenant, vector[0].tolist(), 1, mode=SearchMode.DENSE, filter=flt
-    )
+    hits = engines.vector_store().search(tenant, dense, 1, mode=SearchMode.DENSE, filter=flt)
     return hits[0].score if hits else None
 
 
@@ -111,10 +112,12 @@ def retrieve(self: JobTask, job_id: str) -> None:
     raw = store.raw(job_id)
     flt = SearchFilter.model_validate_json(raw["filter"]) if raw.get("filter") else None
     mode = SearchMode(raw.get("mode") or settings.search_mode)
-    passages = search(raw["tenant"], raw["question"], int(raw["top_k"]), mode, flt)
     min_relevance = float(raw.get("min_relevance") or 0.0)
-    if min_relevance > 0:
-        relevance = best_similarity(raw["tenant"], raw["question"], flt)
+    needs_dense = mode is not SearchMode.SPARSE or min_relevance > 0
+    dense = embed(raw["question"]) if needs_dense else None
+    passages = search(raw["tenant"], raw["question"], int(raw["top_k"]), mode, flt, dense=dense)
+    if dense is not None and min_relevance > 0:
+        relevance = best_similarity(raw["tenant"], dense, flt)
         if relevance is None or relevance < min_relevance:
             _not_covered(job_id, passages, relevance)
             return

@@ -139,7 +139,7 @@ def _report(
         mark = "[red]✗ failed[/red]" if missing else "[yellow]- skipped[/yellow]"
         lines.append((str(skip.path), f"{mark}: {skip.reason}"))
     for name, outcome in sorted(lines):
-        console.print(f"{escape(name)}  {outcome}")
+        console.print(f"{escape(name)}  {outcome}", soft_wrap=True)
     total = sum(counts.values())
     console.print(", ".join(f"{what} {n}" for what, n in counts.items()) + f" ({total} files)")
     return counts["failed"]
@@ -226,6 +226,9 @@ def _events(http: httpx.Client, job_id: str) -> Iterator[tuple[str, Any]]:
         try:
             with connect_sse(http, "GET", f"/v1/jobs/{job_id}/events", headers=headers) as source:
                 for sse in source.iter_sse():
+                    if not sse.data:
+                        # A keep-alive ping, which httpx-sse hands over once an id was seen.
+                        continue
                     last_id = sse.id or last_id
                     yield sse.event, json.loads(sse.data)
                     if sse.event == "done":

@@ -41,6 +41,13 @@ def looks_like_text(path: Path) -> bool:
     return True
 
 
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def _matches(relative: str, patterns: Sequence[str]) -> bool:
     name = relative.rsplit("/", 1)[-1]
     return any(fnmatch(relative, p) or fnmatch(name, p) for p in patterns)
@@ -51,7 +58,7 @@ def _why_not(path: Path, max_bytes: int, named: bool) -> str | None:
     if size == 0:
         return "empty"
     if size > max_bytes:
-        return f"too large ({size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:g} MiB)"
+        return f"too large ({_size(size)}; the limit is {_size(max_bytes)})"
     if named or path.suffix.lower() in SUFFIXES or looks_like_text(path):
         return None
     return f"not a format ragq reads ({path.suffix or 'no extension'}, not text)"

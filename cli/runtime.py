@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
 from common.settings import Settings
 
 
@@ -37,14 +39,13 @@ def runtime_path(settings: Settings) -> Path:
 
 
 def alive(pid: int) -> bool:
-    """Whether a process with this pid exists."""
+    """Whether the process runs (one that exited but was not yet reaped does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def write(path: Path, runtime: Runtime) -> None:

@@ -3,20 +3,16 @@
 #
 #   docker build -f docker/api.Dockerfile -t ragq/api .        (from the repository root)
 #
-# The API never embeds or generates, so this image has no vLLM and no model. The project's core
-# dependencies still include sentence-transformers (hence torch): the CPU wheel of torch is
-# installed first so that pip does not pull the CUDA build (several GB) into the API image.
+# The API never embeds or generates: it installs the project's core dependencies only (no
+# torch, sentence-transformers, vector store or vLLM; those are the `worker` extra).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG TORCH_VERSION=2.13.0+cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
 # Dependencies first, in their own layer (rebuilt only when pyproject.toml changes): install the
 # project from empty package folders, then remove it and keep its dependencies.

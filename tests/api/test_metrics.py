@@ -114,7 +114,9 @@ def test_llm_worker_counts_tokens(service, http: httpx.Client) -> None:  # type:
 
     llm_url = f"http://127.0.0.1:{service.metrics_ports['llm-worker']}/metrics"
     before = samples(httpx.get(llm_url).text)
-    job = http.post("/v1/answers", json={"question": "What do puffins eat?"}).json()
+    # The grounding guard is off: whatever the collection holds, this answer is generated.
+    body = {"question": "What do puffins eat?", "min_relevance": 0}
+    job = http.post("/v1/answers", json=body).json()
     record = wait_job(http, job["job_id"])
     after = samples(httpx.get(llm_url).text)
     tokens = record["result"]["usage"]["completion_tokens"]

@@ -189,6 +189,14 @@ def port_holder(host: str, port: int) -> str | None:
     return "another process"
 
 
+def readiness(body: dict[str, Any]) -> str:
+    """One line from a /readyz answer: Redis, and each queue's workers."""
+    checks = body.get("checks", {})
+    workers = checks.get("workers", {})
+    queues = ", ".join(f"{q} {'ready' if up else 'loading'}" for q, up in workers.items())
+    return f"API up · Redis {checks.get('redis', '?')} · workers: {queues or '?'}"
+
+
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 STOP_MARGIN_S = 10.0
 STABLE_AFTER_S = 60.0
@@ -394,23 +402,33 @@ class Supervisor:
             time.sleep(0.5)
         raise RuntimeError(f"{what} was not ready within {timeout:.0f} s; see {self.logs}")
 
-    def wait_ready(self, timeout: float) -> None:
-        """Block until /readyz says every queue has a worker."""
+    def wait_ready(self, timeout: float, report: Callable[[str], None] | None = None) -> None:
+        """Block until /readyz says every queue has a worker; `report` hears each new state."""
+        started = time.monotonic()
+        last = ""
 
         def ready() -> bool:
+            nonlocal last
             try:
-                return httpx.get(f"{self.settings.base_url}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
+                response = httpx.get(f"{self.settings.base_url}/readyz", timeout=2)
+                state, ok = readiness(response.json()), response.status_code == 200
+            except (httpx.HTTPError, ValueError):
+                state, ok = "API starting", False
+            if report is not None and state != last:
+                report(f"{time.monotonic() - started:5.1f} s  {state}")
+                last = state
+            return ok
 
         self._wait(ready, timeout, "the service")
 
     def check(self) -> None:
-        """Raise if a child has exited."""
+        """Raise if a child has exited, with the end of its log."""
         for name, child in self.children.items():
             if child.poll() is not None:
+                log = self.logs / f"{name}.log"
                 raise RuntimeError(
-                    f"{name} exited with code {child.returncode}; see {self.logs / name}.log"
+                    f"{name} exited with code {child.returncode}; the end of {log}:\n"
+                    + _tail(log, 15)
                 )
 
     def stop(self) -> None:

@@ -148,6 +148,9 @@ def test_commands_in_another_folder_find_the_service_and_down_stops_it(tmp_path:
         )
 
     with ragq_up(env, tmp_path / "up.log") as up:
+        # While it starts, ragq up shows each part's state as it changes.
+        shown = (tmp_path / "up.log").read_text()
+        assert "workers: ingest ready, query ready, llm ready" in shown, shown
         status = cli("status")
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"pid {up.pid}" in status.stdout and "ready     yes" in status.stdout

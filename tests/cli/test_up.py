@@ -149,7 +149,10 @@ def test_commands_in_another_folder_find_the_service_and_down_stops_it(tmp_path:
 
     with ragq_up(env, tmp_path / "up.log") as up:
         # While it starts, ragq up shows each part's state as it changes.
-        shown = (tmp_path / "up.log").read_text()
+        deadline = time.monotonic() + 15
+        while "ragq is up" not in (shown := (tmp_path / "up.log").read_text()):
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.2)
         assert "workers: ingest ready, query ready, llm ready" in shown, shown
         status = cli("status")
         assert status.returncode == 0, status.stdout + status.stderr

@@ -53,7 +53,7 @@ def up(timeout: float) -> None:
     try:
         redis_url = supervisor.start_all()
         console.print("starting workers and loading models (the first start compiles vLLM)…")
-        supervisor.wait_ready(timeout, report=lambda state: console.print(f"  {state}"))
+        supervisor.wait_ready(timeout, report=lambda state: console.print(f"  {state}", soft_wrap=True))
         flower = (
             f"http://{settings.api_host}:{settings.flower_port}" if settings.flower_port else ""
         )

@@ -53,7 +53,7 @@ def up(timeout: float) -> None:
     try:
         redis_url = supervisor.start_all()
         console.print("starting workers and loading models (the first start compiles vLLM)…")
-        supervisor.wait_ready(timeout, report=lambda state: console.print(f"  {state}", soft_wrap=True))
+        supervisor.wait_ready(timeout, report=_show_state)
         flower = (
             f"http://{settings.api_host}:{settings.flower_port}" if settings.flower_port else ""
         )
@@ -148,6 +148,10 @@ def down(timeout: float) -> None:
             raise click.ClickException(f"ragq up (pid {found.pid}) is still stopping")
         time.sleep(0.2)
     console.print("stopped")
+
+
+def _show_state(state: str) -> None:
+    console.print(f"  {state}", soft_wrap=True)
 
 
 def _shown_key(supervisor: Supervisor) -> str:

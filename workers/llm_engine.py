@@ -21,6 +21,10 @@ from common.settings import Settings
 
 T = TypeVar("T")
 
+# Seconds the engine process has to exit after SIGTERM when the worker stops (its tasks have
+# ended by then), before it is killed; vLLM's default, 5 s, was most of an idle worker's stop.
+ENGINE_STOP_S = 2.0
+
 
 @dataclass(frozen=True)
 class Delta:
@@ -136,6 +140,6 @@ class LLMEngine:
 
     def shutdown(self) -> None:
         """Stop the engine and its loop."""
-        self._engine.shutdown()
+        self._engine.shutdown(timeout=ENGINE_STOP_S)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)

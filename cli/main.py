@@ -223,7 +223,7 @@ def keys_revoke(key_or_id: str) -> None:
 @main.command()
 def flower() -> None:
     """Start Flower alone (basic auth from RAGQ_FLOWER_BASIC_AUTH) on RAGQ_FLOWER_PORT."""
-    from cli.supervisor import flower_command
+    from cli.commands import flower_command
 
     os.execv(sys.executable, flower_command(get_settings()))
 

@@ -8,10 +8,8 @@ judged through our own /readyz.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
-import queue
 import signal
 import socket
 import subprocess
@@ -19,16 +17,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import httpx
-import psutil
 import redis
 
+from cli.commands import api_command, flower_command, redis_command, worker_command
+from cli.processes import LOCK_NAME, describe, die_with_parent, lock_holders, port_holder, spawn
 from common.apikeys import ensure_dev_key, open_redis
 from common.contract import CPU_WORKER_QUEUES, LLM_QUEUE
 from common.settings import Settings
@@ -47,146 +45,6 @@ def redis_answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except redis.RedisError:
         return False
-
-
-def redis_command(port: int, folder: Path) -> list[str]:
-    """A redis-server that keeps its data (AOF, fsync every second) in the folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return [
-        "redis-server",
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(folder.resolve()),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-    ]  # fmt: skip
-
-
-def worker_command(name: str, queues: list[str], concurrency: int) -> list[str]:
-    """A Celery worker; its thread pool comes from the app's `worker_pool` setting."""
-    return [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "--concurrency", str(concurrency),
-        "--queues", ",".join(queues),
-        "--hostname", f"{name}@%h",
-        "--loglevel", "INFO",
-    ]  # fmt: skip
-
-
-def flower_command(settings: Settings) -> list[str]:
-    """Flower on the broker, behind basic auth."""
-    return [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
-        f"--port={settings.flower_port}",
-        f"--address={settings.api_host}",
-        f"--basic-auth={settings.flower_basic_auth}",
-    ]  # fmt: skip
-
-
-def api_command(settings: Settings) -> list[str]:
-    """The API under uvicorn."""
-    return [
-        sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-        "--host", settings.api_host,
-        "--port", str(settings.api_port),
-    ]  # fmt: skip
-
-
-T = TypeVar("T")
-
-PR_SET_PDEATHSIG = 1
-LOCK_NAME = "ragq-up.lock"
-
-
-def _die_with_parent(signum: int) -> Callable[[], None] | None:
-    """A `preexec_fn` that has Linux send the child `signum` when its parent goes away."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signum)
-
-    return preexec
-
-
-class _Spawner:
-    """Runs every fork of the process on one thread that lives as long as the process.
-
-    Linux sends the parent-death signal when the *thread* that forked the child exits, so
-    children started from a short-lived thread (the supervisor's watcher) would otherwise be
-    signalled when that thread ends, not when the supervisor dies.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
-        threading.Thread(target=self._run, name="ragq-spawner", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            job, future = self._jobs.get()
-            try:
-                future.set_result(job())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-    def __call__(self, job: Callable[[], T]) -> T:
-        """Run `job` on the spawner thread; its result."""
-        future: Future[T] = Future()
-        self._jobs.put((job, future))
-        return future.result()
-
-
-_spawner_lock = threading.Lock()
-_spawner: _Spawner | None = None
-
-
-def spawn(job: Callable[[], T]) -> T:
-    """Run `job` (one that starts a process) on the process-wide spawner thread."""
-    global _spawner
-    with _spawner_lock:
-        if _spawner is None:
-            _spawner = _Spawner()
-    return _spawner(job)
-
-
-def _describe(pid: int) -> str:
-    try:
-        command = " ".join(psutil.Process(pid).cmdline()) or "?"
-    except psutil.Error:
-        command = "?"
-    return f"pid {pid} ({command[:120]})"
-
-
-def lock_holders(path: Path) -> list[int]:
-    """The processes that have the lock file open (best effort: those this user may inspect)."""
-    target = str(path.resolve())
-    holders = []
-    for proc in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
-            if any(f.path == target for f in proc.open_files()):
-                holders.append(proc.pid)
-    return sorted(holders)
-
-
-def port_holder(host: str, port: int) -> str | None:
-    """Who listens on the TCP port (None if it is free)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
-        try:
-            sock.bind((host, port))
-            return None
-        except OSError:
-            pass
-    with contextlib.suppress(psutil.Error):
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                return _describe(conn.pid) if conn.pid else "another user's process"
-    return "another process"
 
 
 def readiness(body: dict[str, Any]) -> str:
@@ -241,7 +99,7 @@ class Supervisor:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     pass_fds=held,
-                    preexec_fn=_die_with_parent(signal.SIGTERM),
+                    preexec_fn=die_with_parent(signal.SIGTERM),
                 )
             )
             self._started_at[name] = time.monotonic()
@@ -269,7 +127,7 @@ class Supervisor:
                     f"{running} is already running on {s.data_dir.resolve()}; "
                     "stop it first (Ctrl-C there, or kill it)"
                 ) from None
-            who = "; ".join(_describe(p) for p in holders) or "unknown processes"
+            who = "; ".join(describe(p) for p in holders) or "unknown processes"
             raise RuntimeError(
                 f"processes of an earlier {running} still hold {s.data_dir.resolve()} "
                 f"(they are finishing their tasks, at most RAGQ_SHUTDOWN_GRACE_S): {who}"

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.supervisor import free_port, redis_answers, redis_command, running
+from cli.commands import redis_command
+from cli.supervisor import free_port, redis_answers, running
 from common.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

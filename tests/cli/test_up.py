@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from cli.supervisor import LOCK_NAME, free_port
+from cli.processes import LOCK_NAME
+from cli.supervisor import free_port
 from tests.helpers import ragq
 
 REPO = Path(__file__).resolve().parents[2]

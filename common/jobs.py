@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from common.clock import now_iso, seconds_since
 from common.keys import ACTIVE_JOBS_KEY, blob_key, job_key, job_update_keys
@@ -182,12 +184,24 @@ def after_finish(
     return zrem(ACTIVE_JOBS_KEY, job_id)
 
 
+def riding_out() -> dict[str, Any]:
+    """Client options under which a call waits through a Redis restart (up to about 30 s).
+
+    Without them a call fails after a few seconds, and a task that fails so cannot record its
+    own failure either: its job would stay `running` under a live worker, which nothing reclaims.
+    """
+    return {
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
+
+
 class JobStore:
     """Synchronous access to job records and events, as the workers use it."""
 
     def __init__(self, url: str, ttl_s: int, max_attempts: int = 3, instance: str = "") -> None:
-        self.redis = redis.Redis.from_url(url, decode_responses=True)
-        self._binary = redis.Redis.from_url(url)
+        self.redis = redis.Redis.from_url(url, decode_responses=True, **riding_out())
+        self._binary = redis.Redis.from_url(url, **riding_out())
         self.ttl_s = ttl_s
         self.max_attempts = max_attempts
         self.instance = instance or process_instance()

@@ -43,18 +43,28 @@ def test_ingest_folder_then_ask_prints_streamed_answer_and_sources(service, tmp_
 def test_ask_json_prints_the_final_record_and_a_cut_answer_says_so(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "volcano.md").write_text(DOCS["volcano.md"], encoding="utf-8")
     assert ragq(service.env, "ingest", str(tmp_path)).returncode == 0
-    question = "List fifty facts about Mount Ekra, one per numbered line."
-    # One passage, Mount Ekra's: what other tests ingested does not change the prompt.
-    asked = ragq(service.env, "ask", "--json", question, "--top-k", "1")
-    assert asked.returncode == 0, asked.stderr
-    record = json.loads(asked.stdout)
-    assert record["kind"] == "answer" and record["status"] == "succeeded"
-    result = record["result"]
     max_tokens = service.settings.llm_max_tokens
-    assert result["usage"]["completion_tokens"] == max_tokens, result
-    assert result["finish_reason"] == "length"
+    # Whether the small model runs past the limit depends on the prompt, which depends on what
+    # other tests ingested: the first of these questions whose answer is cut is used.
+    questions = (
+        "List fifty facts about Mount Ekra, one per numbered line.",
+        "Write a long, detailed essay about Mount Ekra and Halvøy island.",
+        "Describe Mount Ekra in at least three hundred words.",
+    )
+    for question in questions:
+        asked = ragq(service.env, "ask", "--json", question, "--top-k", "2")
+        assert asked.returncode == 0, asked.stderr
+        record = json.loads(asked.stdout)
+        assert record["kind"] == "answer" and record["status"] == "succeeded"
+        result = record["result"]
+        at_limit = result["usage"]["completion_tokens"] == max_tokens
+        assert (result["finish_reason"] == "length") == at_limit, result
+        if at_limit:
+            break
+    else:
+        raise AssertionError(f"no answer reached {max_tokens} tokens")
     # The same question again (temperature 0), as text: the cut is marked after the answer.
-    plain = ragq(service.env, "ask", question, "--top-k", "1")
+    plain = ragq(service.env, "ask", question, "--top-k", "2")
     assert plain.returncode == 0, plain.stderr
     marker = f"[answer cut at {max_tokens} tokens: RAGQ_LLM_MAX_TOKENS]"
     assert marker in plain.stdout

@@ -29,13 +29,14 @@ SLOTS = st.integers(0, DOCUMENTS - 1)
 
 
 def marker(n: int) -> str:
-    """A word no other version uses (letters only, so search tokenises it whole)."""
+    """A word no other version uses, and no other stems to: letters only (search tokenises it
+    whole), ending in "qz" (no English suffix, so the stemmer leaves it as it is)."""
     letters = ""
     while True:
         n, digit = divmod(n, 26)
         letters += chr(ord("a") + digit)
         if n == 0:
-            return f"vexil{letters}"
+            return f"vexil{letters}qz"
 
 
 @dataclass

@@ -13,6 +13,20 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def repository_files() -> list[str]:
+    """The repository's files as a clone would have them: tracked or new, not ignored."""
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return listing.stdout.splitlines()
+
+
 DOCKER = REPO / "docker"
 K8S = REPO / "k8s"
 KUSTOMIZE_TARGETS = ("base", "overlays/cpu", "overlays/gpu")

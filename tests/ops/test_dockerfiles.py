@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.support import DOCKER, REPO, dockerfile_instructions, final_stage
+from tests.ops.support import DOCKER, REPO, dockerfile_instructions, final_stage, repository_files
 
 DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
 NAMES = [path.name for path in DOCKERFILES]
@@ -24,14 +24,7 @@ def _hadolint() -> str:
 
 
 def _every_dockerfile_in_the_repository() -> list[Path]:
-    listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    paths = [REPO / name for name in listing.stdout.splitlines()]
+    paths = [REPO / name for name in repository_files()]
     return sorted(
         path
         for path in paths

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import re
-import subprocess
 
-from tests.ops.support import REPO
+from tests.ops.support import REPO, repository_files
 
 # A path into a folder beside the checkout, which whoever clones the repository does not have.
 OUTSIDE = re.compile(r"\.\./shared|shared/data|parent\s*/\s*\"shared\"")
 
 
-def _tracked() -> list[str]:
-    listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return listing.stdout.splitlines()
-
-
 def test_nothing_points_outside_the_repository() -> None:
     """No README, document, script or module names a path outside the checkout."""
     found = []
-    for name in _tracked():
+    for name in repository_files():
         path = REPO / name
         if path.name == "test_standalone.py" or not path.is_file():
             continue

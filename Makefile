@@ -34,4 +34,5 @@ lint: install
 # The document lifecycle's model-based test, long (LIFECYCLE_EXAMPLES runs of 12 random steps).
 LIFECYCLE_EXAMPLES ?= 100
 lifecycle: install
-	RAGQ_LIFECYCLE_EXAMPLES=$(LIFECYCLE_EXAMPLES) $(BIN)/python -m pytest -s tests/workers/test_ingest_stateful.py
+	RAGQ_LIFECYCLE_EXAMPLES=$(LIFECYCLE_EXAMPLES) RAGQ_LIFECYCLE_SEED=$${RAGQ_LIFECYCLE_SEED:-random} \
+		$(BIN)/python -m pytest -s tests/workers/test_ingest_stateful.py

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
@@ -39,10 +38,6 @@ def load_engines(sender: Any, **_: Any) -> None:
     if LLM_QUEUE in queues:
         engines.llm()
     log.info("engines ready for queues %s", sorted(queues))
-    # Celery sends worker_shutdown on a warm stop only; a cold one (SIGQUIT, SIGTERM with
-    # REMAP_SIGTERM=SIGQUIT, the end of a soft shutdown) skips it. Without this the store is
-    # not flushed and the interpreter's exit waits forever on vLLM's engine process.
-    atexit.register(retire)
     port = get_settings().metrics_port
     if port:
         start_http_server(port)

@@ -165,6 +165,7 @@ async def run_bare(
     from vllm.v1.engine.async_llm import AsyncLLM
 
     from common.models import llm_model_path
+    from workers.llm_engine import enforce_eager
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.llm_cpu_kvcache_gib))
     engine = AsyncLLM.from_engine_args(
@@ -173,7 +174,7 @@ async def run_bare(
             dtype=settings.llm_dtype,  # type: ignore[arg-type]
             max_model_len=settings.llm_max_model_len,
             max_num_seqs=settings.llm_max_num_seqs,
-            enforce_eager=settings.llm_enforce_eager,
+            enforce_eager=enforce_eager(settings),
         )
     )
     params = SamplingParams(
@@ -218,7 +219,12 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated levels")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--docs", type=int, default=300, help="SciFact abstracts to ingest")
-    parser.add_argument("--eager", action="store_true", help="vLLM enforce_eager on both sides")
+    parser.add_argument(
+        "--graph",
+        choices=("auto", "eager", "compiled"),
+        default="auto",
+        help="vLLM's mode on both sides (auto: eager on CPU, compiled on a GPU)",
+    )
     add_data_argument(parser)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -234,10 +240,11 @@ def main() -> None:
         "RAGQ_API_PORT": str(free_port()),
         "RAGQ_LLM_MAX_TOKENS": str(args.max_tokens),
         "RAGQ_LLM_MAX_NUM_SEQS": str(max(levels)),
-        "RAGQ_LLM_ENFORCE_EAGER": str(args.eager).lower(),
         "RAGQ_RATE_LIMIT_REQUESTS": "0",
         "HF_HUB_OFFLINE": "1",
     }
+    if args.graph != "auto":
+        overrides["RAGQ_LLM_ENFORCE_EAGER"] = str(args.graph == "eager").lower()
     os.environ.update(overrides)
     settings = Settings()
     system, given = asyncio.run(

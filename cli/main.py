@@ -52,7 +52,7 @@ def up(timeout: float) -> None:
     announced = runtime.runtime_path(settings)
     try:
         redis_url = supervisor.start_all()
-        console.print("starting workers and loading models (the first start compiles vLLM)…")
+        console.print("starting the workers and the API; each part's state as it changes:")
         supervisor.wait_ready(timeout, report=_show_state)
         flower = (
             f"http://{settings.api_host}:{settings.flower_port}" if settings.flower_port else ""

@@ -29,6 +29,7 @@ from cli.commands import api_command, flower_command, redis_command, worker_comm
 from cli.processes import LOCK_NAME, describe, die_with_parent, lock_holders, port_holder, spawn
 from common.apikeys import ensure_dev_key, open_redis
 from common.contract import CPU_WORKER_QUEUES, LLM_QUEUE
+from common.liveness import starting_steps
 from common.settings import Settings
 
 
@@ -47,12 +48,25 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def readiness(body: dict[str, Any]) -> str:
-    """One line from a /readyz answer: Redis, and each queue's workers."""
+def readiness(body: dict[str, Any] | None, steps: dict[str, str]) -> str:
+    """One line from a /readyz answer (None: the API does not answer yet) and the start-up
+    steps of the workers still loading: Redis, the API, and what each queue's worker does."""
+    if body is None:
+        return " · ".join(["API starting", *_grouped(steps)])
     checks = body.get("checks", {})
-    workers = checks.get("workers", {})
-    queues = ", ".join(f"{q} {'ready' if up else 'loading'}" for q, up in workers.items())
-    return f"API up · Redis {checks.get('redis', '?')} · workers: {queues or '?'}"
+    states = {
+        q: "ready" if up else steps.get(q, "starting")
+        for q, up in checks.get("workers", {}).items()
+    }
+    return " · ".join(["API up", f"Redis {checks.get('redis', '?')}", *_grouped(states)])
+
+
+def _grouped(states: dict[str, str]) -> list[str]:
+    """ "ingest+query ready", "llm starting vLLM": queues in the same state together."""
+    queues: dict[str, list[str]] = {}
+    for queue, state in states.items():
+        queues.setdefault(state, []).append(queue)
+    return [f"{'+'.join(names)} {state}" for state, names in queues.items()]
 
 
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
@@ -236,6 +250,7 @@ class Supervisor:
         self.start("api", api_command(s))
         if s.flower_port:
             self.start("flower", flower_command(s))
+        self.redis_url = url
         return url
 
     def ensure_api_key(self, redis_url: str) -> None:
@@ -267,17 +282,31 @@ class Supervisor:
 
         def ready() -> bool:
             nonlocal last
+            body: dict[str, Any] | None = None
             try:
                 response = httpx.get(f"{self.settings.base_url}/readyz", timeout=2)
-                state, ok = readiness(response.json()), response.status_code == 200
+                body, ok = response.json(), response.status_code == 200
             except (httpx.HTTPError, ValueError):
-                state, ok = "API starting", False
+                ok = False
+            state = readiness(body, {} if ok else self._steps())
             if report is not None and state != last:
                 report(f"{time.monotonic() - started:5.1f} s  {state}")
                 last = state
             return ok
 
         self._wait(ready, timeout, "the service")
+
+    def _steps(self) -> dict[str, str]:
+        """What each starting worker is doing, by queue; empty if Redis does not say."""
+        client = redis.Redis.from_url(
+            self.redis_url or self.settings.redis_url, socket_timeout=1, decode_responses=True
+        )
+        try:
+            return starting_steps(client)
+        except redis.RedisError:
+            return {}
+        finally:
+            client.close()
 
     def check(self) -> None:
         """Raise if a child has exited, with the end of its log."""

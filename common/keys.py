@@ -18,6 +18,8 @@ RECONCILER_LEASE_KEY = f"{PREFIX}:reconciler:lease"
 APIKEY_INDEX_KEY = f"{PREFIX}:apikeys"
 APIKEY_PREFIX = f"{PREFIX}:apikey:"
 WORKER_KEY_PREFIX = f"{PREFIX}:worker:"
+# What a starting worker is doing (loading a model, starting vLLM), until it announces itself.
+BOOT_KEY_PREFIX = f"{PREFIX}:boot:"
 BATCH_PREFIX = f"{PREFIX}:batch:"
 REPLY_PREFIX = f"{PREFIX}:reply:"
 RATE_PREFIX = f"{PREFIX}:rate:"
@@ -102,6 +104,11 @@ def apikey_key(digest: str) -> str:
 def worker_key(hostname: str) -> str:
     """Redis key announcing a live worker and its queues."""
     return f"{WORKER_KEY_PREFIX}{hostname}"
+
+
+def boot_key(hostname: str) -> str:
+    """Redis key of a starting worker's current step."""
+    return f"{BOOT_KEY_PREFIX}{hostname}"
 
 
 def reply_key(request_id: str) -> str:

@@ -13,7 +13,10 @@ from collections.abc import Iterable
 
 import redis
 
-from common.keys import worker_key
+from common.keys import BOOT_KEY_PREFIX, boot_key, worker_key
+
+# A starting worker's step expires if it dies before it announces itself.
+BOOT_STEP_TTL_S = 900
 
 _instance: tuple[int, str] | None = None
 
@@ -49,3 +52,25 @@ def holder_alive(client: redis.Redis, hostname: str, instance: str) -> bool:
         return False
     announced = announced_instance(client.get(worker_key(hostname)))  # type: ignore[arg-type]
     return announced is not None and (not instance or announced == instance)
+
+
+def announce_step(client: redis.Redis, hostname: str, queues: Iterable[str], step: str) -> None:
+    """Record what a starting worker is doing; `ragq up` shows it until the worker is ready."""
+    value = json.dumps({"queues": sorted(queues), "step": step})
+    client.set(boot_key(hostname), value, ex=BOOT_STEP_TTL_S)
+
+
+def clear_step(client: redis.Redis, hostname: str) -> None:
+    """Forget a worker's start-up step (it is ready, or stopping)."""
+    client.delete(boot_key(hostname))
+
+
+def starting_steps(client: redis.Redis) -> dict[str, str]:
+    """For each queue that a starting worker will serve, what that worker is doing."""
+    keys = list(client.scan_iter(f"{BOOT_KEY_PREFIX}*"))
+    steps: dict[str, str] = {}
+    for value in client.mget(keys) if keys else []:  # type: ignore[union-attr]
+        if value:
+            found = json.loads(value)
+            steps.update(dict.fromkeys(found.get("queues", []), str(found.get("step", ""))))
+    return steps

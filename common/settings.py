@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     llm_max_num_seqs: int = Field(default=32, ge=1)
     llm_gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
     llm_tensor_parallel_size: int = Field(default=1, ge=1)
-    llm_enforce_eager: bool = False
+    # None: eager on CPU (compiling the graph there takes minutes), compiled on a GPU.
+    llm_enforce_eager: bool | None = None
     llm_cpu_kvcache_gib: int = Field(default=2, ge=1)
     answer_deadline_s: float = Field(default=300.0, gt=0.0)
     # After an answer's first text, token events go out at most this often.

@@ -13,7 +13,7 @@ from prometheus_client import start_http_server
 
 from common.contract import INGEST_QUEUE, LLM_QUEUE, QUERY_QUEUE
 from common.keys import worker_key
-from common.liveness import process_instance, worker_value
+from common.liveness import announce_step, clear_step, process_instance, worker_value
 from common.settings import get_settings
 from workers import engines, reconciler
 
@@ -31,14 +31,33 @@ def consumed_queues(worker: Any) -> list[str]:
 
 @signals.worker_init.connect
 def load_engines(sender: Any, **_: Any) -> None:
-    """Load the models this worker's queues need before it takes its first task."""
+    """Load the models this worker's queues need before it takes its first task, telling
+    `ragq up` (through Redis) which step it is on."""
     queues = set(consumed_queues(sender))
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url)
+
+    def step(text: str) -> None:
+        try:
+            announce_step(client, sender.hostname, queues, text)
+        except redis.RedisError as exc:
+            log.warning("could not record the start-up step: %s", exc)
+
     if queues & {INGEST_QUEUE, QUERY_QUEUE}:
+        step("loading the embedding model")
+        engines.embedder()
+        step("opening the vector store")
         engines.vector_store()
     if LLM_QUEUE in queues:
+        from workers.llm_engine import enforce_eager
+
+        eager = enforce_eager(settings)
+        step("starting vLLM" + ("" if eager else ", compiling its graph (minutes the first time)"))
         engines.llm()
+    step("starting the task consumer")
+    client.close()
     log.info("engines ready for queues %s", sorted(queues))
-    port = get_settings().metrics_port
+    port = settings.metrics_port
     if port:
         start_http_server(port)
         log.info("metrics on :%d/metrics", port)
@@ -69,6 +88,10 @@ def announce(sender: Any, **_: Any) -> None:
     )
     heartbeat.start()
     _heartbeats.append(heartbeat)
+    try:
+        clear_step(client, hostname)
+    except redis.RedisError as exc:
+        log.warning("could not clear the start-up step: %s", exc)
     reconciler.start_thread(engines.job_store(), sender.app, settings, _stop)
 
 

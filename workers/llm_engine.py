@@ -26,6 +26,15 @@ T = TypeVar("T")
 ENGINE_STOP_S = 2.0
 
 
+def enforce_eager(settings: Settings) -> bool:
+    """vLLM's enforce_eager: as set, else True on CPU and False on a GPU (CUDA graphs)."""
+    if settings.llm_enforce_eager is not None:
+        return settings.llm_enforce_eager
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
 @dataclass(frozen=True)
 class Delta:
     """New text of one request since the previous delta."""
@@ -89,7 +98,7 @@ class LLMEngine:
             max_num_seqs=s.llm_max_num_seqs,
             gpu_memory_utilization=s.llm_gpu_memory_utilization,
             tensor_parallel_size=s.llm_tensor_parallel_size,
-            enforce_eager=s.llm_enforce_eager,
+            enforce_eager=enforce_eager(s),
         )
         return AsyncLLM.from_engine_args(args)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from cli.supervisor import Supervisor
+from cli.supervisor import Supervisor, readiness
 from common.settings import Settings
 
 
@@ -57,3 +57,17 @@ def test_a_dead_child_is_restarted_after_a_backoff(tmp_path: Path) -> None:
     finally:
         supervisor.stop()
     assert supervisor.children["sleeper"].poll() is not None
+
+
+def test_the_state_line_names_each_queues_step_until_it_is_ready() -> None:
+    steps = {"ingest": "loading the embedding model", "query": "loading the embedding model"}
+    steps["llm"] = "starting vLLM"
+    assert readiness(None, steps) == (
+        "API starting · ingest+query loading the embedding model · llm starting vLLM"
+    )
+    assert readiness(None, {}) == "API starting"
+    body = {"checks": {"redis": "ok", "workers": {"ingest": True, "query": True, "llm": False}}}
+    assert readiness(body, steps) == "API up · Redis ok · ingest+query ready · llm starting vLLM"
+    assert readiness(body, {}).endswith("llm starting")
+    body["checks"]["workers"]["llm"] = True
+    assert readiness(body, {}) == "API up · Redis ok · ingest+query+llm ready"

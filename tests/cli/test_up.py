@@ -154,7 +154,8 @@ def test_commands_in_another_folder_find_the_service_and_down_stops_it(tmp_path:
         while "ragq is up" not in (shown := (tmp_path / "up.log").read_text()):
             assert time.monotonic() < deadline, shown
             time.sleep(0.2)
-        assert "workers: ingest ready, query ready, llm ready" in shown, shown
+        assert "ingest+query loading the embedding model" in shown, shown
+        assert "llm starting vLLM" in shown and "ingest+query+llm ready" in shown, shown
         status = cli("status")
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"pid {up.pid}" in status.stdout and "ready     yes" in status.stdout

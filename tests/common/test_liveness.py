@@ -6,10 +6,13 @@ import redis
 
 from common.keys import worker_key
 from common.liveness import (
+    announce_step,
     announced_instance,
+    clear_step,
     holder_alive,
     process_instance,
     served_queues,
+    starting_steps,
     worker_value,
 )
 
@@ -38,4 +41,19 @@ def test_a_holder_is_alive_only_while_it_announces_the_same_instance(redis_url: 
     assert not holder_alive(client, "cpu@gone", "first")
     assert not holder_alive(client, "", "first")
     client.delete(worker_key("cpu@live"))
+    client.close()
+
+
+def test_a_starting_workers_step_is_read_by_queue_until_it_is_cleared(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    announce_step(client, "cpu@boot", ["ingest", "query"], "loading the embedding model")
+    announce_step(client, "llm@boot", ["llm"], "starting vLLM")
+    assert starting_steps(client) == {
+        "ingest": "loading the embedding model",
+        "query": "loading the embedding model",
+        "llm": "starting vLLM",
+    }
+    clear_step(client, "cpu@boot")
+    clear_step(client, "llm@boot")
+    assert starting_steps(client) == {}
     client.close()

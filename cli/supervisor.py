@@ -315,7 +315,7 @@ class Supervisor:
                 log = self.logs / f"{name}.log"
                 raise RuntimeError(
                     f"{name} exited with code {child.returncode}; the end of {log}:\n"
-                    + _tail(log, 15)
+                    + relevant_lines(log)
                 )
 
     def stop(self) -> None:
@@ -346,6 +346,16 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+
+
+def relevant_lines(path: Path, lines: int = 15, most: int = 40) -> str:
+    """What explains a child's exit: its last traceback (at most `most` lines from its end),
+    else its last `lines` lines."""
+    text = path.read_text(errors="replace").splitlines() if path.exists() else []
+    starts = [n for n, line in enumerate(text) if line.startswith("Traceback (most recent")]
+    if starts and len(text) - starts[-1] <= most:
+        return "\n".join(text[starts[-1] :])
+    return "\n".join(text[-lines:])
 
 
 def _tail(path: Path, lines: int = 60) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from cli.supervisor import Supervisor, readiness
+from cli.supervisor import Supervisor, readiness, relevant_lines
 from common.settings import Settings
 
 
@@ -71,3 +71,14 @@ def test_the_state_line_names_each_queues_step_until_it_is_ready() -> None:
     assert readiness(body, {}).endswith("llm starting")
     body["checks"]["workers"]["llm"] = True
     assert readiness(body, {}) == "API up · Redis ok · ingest+query+llm ready"
+
+
+def test_a_dead_childs_traceback_is_shown_rather_than_the_noise_after_it(tmp_path: Path) -> None:
+    log = tmp_path / "llm-worker.log"
+    noise = [f"WARNING loading weight {n}" for n in range(50)]
+    trace = ["Traceback (most recent call last):", '  File "x.py", line 1', "OSError: no model"]
+    log.write_text("\n".join([*noise, *trace, "INFO shutting down"]) + "\n")
+    assert relevant_lines(log) == "\n".join([*trace, "INFO shutting down"])
+    log.write_text("\n".join(noise) + "\n")
+    assert relevant_lines(log, lines=3) == "\n".join(noise[-3:])
+    assert relevant_lines(tmp_path / "missing.log") == ""

@@ -49,10 +49,11 @@ def load_engines(sender: Any, **_: Any) -> None:
         step("opening the vector store")
         engines.vector_store()
     if LLM_QUEUE in queues:
+        step("starting vLLM")
         from workers.llm_engine import enforce_eager
 
-        eager = enforce_eager(settings)
-        step("starting vLLM" + ("" if eager else ", compiling its graph (minutes the first time)"))
+        if not enforce_eager(settings):
+            step("starting vLLM, compiling its graph (minutes the first time)")
         engines.llm()
     step("starting the task consumer")
     client.close()

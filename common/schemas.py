@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from typing import Annotated, Any
@@ -47,6 +48,8 @@ def _name(value: str) -> str:
 
 
 def _scalar(value: object) -> str | int | float | bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
     if isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
@@ -98,9 +101,10 @@ JsonObject = Annotated[
 
 
 class RequestModel(BaseModel):
-    """A request body: no unknown fields and no type coercion ("5" is no integer)."""
+    """A request body: no unknown fields, no type coercion ("5" is no integer), and no NaN or
+    infinity (JSON has neither, but Python's parser reads them)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class SearchMode(StrEnum):

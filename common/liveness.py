@@ -29,9 +29,13 @@ def process_instance() -> str:
     return _instance[1]
 
 
-def worker_value(queues: Iterable[str], pid: int, instance: str = "") -> str:
-    """What a worker's liveness key holds."""
-    return json.dumps({"queues": sorted(queues), "pid": pid, "instance": instance})
+def worker_value(
+    queues: Iterable[str], pid: int, instance: str = "", jobs: Iterable[str] = ()
+) -> str:
+    """What a worker's liveness key holds: its queues, process, and the jobs it runs now."""
+    return json.dumps(
+        {"queues": sorted(queues), "pid": pid, "instance": instance, "jobs": sorted(jobs)}
+    )
 
 
 def served_queues(values: Iterable[str | bytes | None]) -> set[str]:
@@ -44,6 +48,15 @@ def announced_instance(value: str | bytes | None) -> str | None:
     if not value:
         return None
     return str(json.loads(value).get("instance", ""))
+
+
+def announced_jobs(value: str | bytes | None) -> frozenset[str] | None:
+    """The jobs a liveness key's value says are in hand (None: the key is gone, or its worker
+    does not say)."""
+    if not value:
+        return None
+    jobs = json.loads(value).get("jobs")
+    return None if jobs is None else frozenset(jobs)
 
 
 def holder_alive(client: redis.Redis, hostname: str, instance: str) -> bool:

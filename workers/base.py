@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Task
@@ -12,9 +13,29 @@ from workers import engines
 
 log = logging.getLogger(__name__)
 
+_in_hand: set[str] = set()
+_in_hand_lock = threading.Lock()
+
+
+def jobs_in_hand() -> list[str]:
+    """Ids of the jobs whose task runs in this process now (the heartbeat announces them)."""
+    with _in_hand_lock:
+        return sorted(_in_hand)
+
 
 class JobTask(Task):  # type: ignore[misc]
     """A task whose first argument is a job id."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task, with its job listed as in hand while it runs."""
+        job_id = str(args[0] if args else kwargs.get("job_id"))
+        with _in_hand_lock:
+            _in_hand.add(job_id)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            with _in_hand_lock:
+                _in_hand.discard(job_id)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -16,6 +17,7 @@ from common.keys import worker_key
 from common.liveness import announce_step, clear_step, process_instance, worker_value
 from common.settings import get_settings
 from workers import engines, reconciler
+from workers.base import jobs_in_hand
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +66,10 @@ def load_engines(sender: Any, **_: Any) -> None:
         log.info("metrics on :%d/metrics", port)
 
 
-def _heartbeat(client: redis.Redis, key: str, value: str, every: float) -> None:
+def _heartbeat(client: redis.Redis, key: str, value: Callable[[], str], every: float) -> None:
     while not _stop.is_set():
         try:
-            client.set(key, value, ex=max(int(every * 3), 2))
+            client.set(key, value(), ex=max(int(every * 3), 2))
         except redis.RedisError as exc:
             log.warning("heartbeat failed: %s", exc)
         _stop.wait(every)
@@ -76,10 +78,15 @@ def _heartbeat(client: redis.Redis, key: str, value: str, every: float) -> None:
 
 @signals.worker_ready.connect
 def announce(sender: Any, **_: Any) -> None:
-    """Start this worker's heartbeat (its queues, pid, instance) and its reconciler loop."""
+    """Start this worker's heartbeat (its queues, pid, instance and the jobs it runs) and its
+    reconciler loop."""
     settings = get_settings()
     hostname = sender.hostname
-    value = worker_value(consumed_queues(sender.controller), os.getpid(), process_instance())
+    queues = consumed_queues(sender.controller)
+
+    def value() -> str:
+        return worker_value(queues, os.getpid(), process_instance(), jobs_in_hand())
+
     client = redis.Redis.from_url(settings.redis_url)
     heartbeat = threading.Thread(
         target=_heartbeat,

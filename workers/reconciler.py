@@ -41,7 +41,7 @@ from common.contract import FIRST_TASK, JOB_QUEUES
 from common.documents import settle
 from common.jobs import JobStore, Update
 from common.keys import ACTIVE_JOBS_KEY, RECONCILER_LEASE_KEY, job_key, worker_key
-from common.liveness import announced_instance
+from common.liveness import announced_instance, announced_jobs
 from common.schemas import JobKind, JobStatus
 from common.settings import Settings
 from common.telemetry import RECONCILED
@@ -62,6 +62,21 @@ FIELDS = (
     "enqueued_at",
 )
 PAGE = 500
+
+
+@dataclass(frozen=True)
+class Announced:
+    """What a worker's liveness key says: its process instance and the jobs it runs."""
+
+    instance: str | None
+    jobs: frozenset[str] | None
+
+    def holds(self, instance: str, job_id: str) -> bool:
+        """Whether this worker process is `instance` and runs the job (a worker that lists no
+        jobs, of an older version, is taken at its word). A task that gave up on its job (a
+        Redis outage outlasted its retries) leaves it held by a live worker that no longer
+        lists it."""
+        return self.instance == instance and (self.jobs is None or job_id in self.jobs)
 
 
 @dataclass
@@ -128,10 +143,13 @@ class Reconciler:
             for job_id, row in zip(page, rows, strict=True):
                 yield job_id, {k: v for k, v in zip(FIELDS, row, strict=True) if v is not None}
 
-    def _announced(self, records: list[tuple[str, dict[str, str]]]) -> dict[str, str | None]:
+    def _announced(self, records: list[tuple[str, dict[str, str]]]) -> dict[str, Announced]:
         hosts = sorted({r["worker"] for _, r in records if r.get("worker_instance")})
         values = self.redis.mget([worker_key(h) for h in hosts]) if hosts else []
-        return {h: announced_instance(v) for h, v in zip(hosts, values, strict=True)}  # type: ignore[arg-type]
+        return {
+            h: Announced(announced_instance(v), announced_jobs(v))  # type: ignore[arg-type]
+            for h, v in zip(hosts, values, strict=True)  # type: ignore[arg-type]
+        }
 
     def run_once(self) -> Outcome:
         """Check every unfinished job once; what was re-enqueued, failed or forgotten."""
@@ -149,7 +167,8 @@ class Reconciler:
                 continue
             holder = raw.get("worker_instance", "")
             if status == JobStatus.RUNNING and holder:
-                self._check_holder(job_id, raw, announced.get(raw.get("worker", "")), now, outcome)
+                found = announced.get(raw.get("worker", ""), Announced(None, None))
+                self._check_holder(job_id, raw, found, now, outcome)
                 continue
             if status == JobStatus.RUNNING and not raw.get("released"):
                 continue  # claimed by a worker of an older version, which names no instance
@@ -168,16 +187,17 @@ class Reconciler:
         self,
         job_id: str,
         raw: dict[str, str],
-        announced: str | None,
+        announced: Announced,
         now: float,
         outcome: Outcome,
     ) -> None:
         holder = raw["worker_instance"]
-        if announced == holder:
+        if announced.holds(holder, job_id):
             self._suspects.pop(job_id, None)
             return
-        # Acted on only when it lasts a few heartbeats: a key lapses while Redis restarts, and
-        # a just-started worker may take a task a moment before its first heartbeat.
+        # Acted on only when it lasts a few heartbeats: a key lapses while Redis restarts, a
+        # just-started worker may take a task a moment before its first heartbeat, and a job
+        # just claimed is listed at the next one.
         first = self._suspects.setdefault(job_id, now)
         if now - first < 3 * self.settings.worker_heartbeat_s:
             return

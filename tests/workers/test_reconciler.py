@@ -25,6 +25,10 @@ from common.schemas import JobKind, JobStatus
 from common.settings import Settings
 from workers.reconciler import Reconciler, waiting_job_ids
 
+# Long enough that a job is not yet stale when the pass right after its creation runs, even on
+# a busy machine.
+STALE_S = 1.0
+
 
 def _clean(client: redis.Redis) -> None:
     # Not FLUSHDB: kombu's queue bindings (`_kombu.binding.*`) are declared once per process;
@@ -46,7 +50,9 @@ def url(redis_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def settings(url: str) -> Settings:
-    return Settings(redis_url=url, reconcile_stale_s=0.2, worker_heartbeat_s=0.05, max_attempts=3)
+    return Settings(
+        redis_url=url, reconcile_stale_s=STALE_S, worker_heartbeat_s=0.05, max_attempts=3
+    )
 
 
 @pytest.fixture
@@ -69,9 +75,9 @@ def create(url: str, kind: JobKind = JobKind.INGEST) -> str:
     return job_id
 
 
-def announce(store: JobStore, hostname: str, instance: str) -> None:
-    """Write a worker heartbeat naming a process instance."""
-    store.redis.set(worker_key(hostname), worker_value(["ingest"], 1, instance), ex=60)
+def announce(store: JobStore, hostname: str, instance: str, jobs: tuple[str, ...] = ()) -> None:
+    """Write a worker heartbeat naming a process instance and the jobs it runs."""
+    store.redis.set(worker_key(hostname), worker_value(["ingest"], 1, instance, jobs), ex=60)
 
 
 def make(settings: Settings, celery: Celery, instance: str = "") -> tuple[JobStore, Reconciler]:
@@ -88,7 +94,7 @@ def test_a_queued_job_without_a_message_is_sent_again(
     celery.send_task(INGEST_TASK, args=[waiting], task_id=waiting)
     assert reconciler.run_once().requeued == []  # both are younger than the stale threshold
 
-    time.sleep(0.3)
+    time.sleep(STALE_S + 0.1)
     outcome = reconciler.run_once()
 
     assert outcome.requeued == [lost]
@@ -96,7 +102,7 @@ def test_a_queued_job_without_a_message_is_sent_again(
     assert store.raw(lost)["requeues"] == "1"
     assert store.status(lost) is JobStatus.QUEUED
     # Its message is there now: the next pass leaves it alone.
-    time.sleep(0.3)
+    time.sleep(STALE_S + 0.1)
     assert reconciler.run_once().requeued == []
 
 
@@ -106,10 +112,10 @@ def test_a_job_whose_message_keeps_getting_lost_fails(
     store, reconciler = make(settings, celery)
     job_id = create(url)
     for _ in range(settings.max_attempts):
-        time.sleep(0.3)
+        time.sleep(STALE_S + 0.1)
         assert reconciler.run_once().requeued == [job_id]
         store.redis.delete("ingest")  # the broker loses it again
-    time.sleep(0.3)
+    time.sleep(STALE_S + 0.1)
     assert reconciler.run_once().failed == [job_id]
     record = store.get(job_id)
     assert record is not None and record.status is JobStatus.FAILED
@@ -121,9 +127,11 @@ def test_a_job_held_by_a_restarted_worker_is_released_and_sent_again(
 ) -> None:
     dead, reconciler = make(settings, celery, instance="old")
     job_id = create(url)
-    announce(dead, "cpu@h", "old")
     assert dead.start(job_id, "cpu@h")
-    assert reconciler.run_once().requeued == []  # its holder is alive
+    announce(dead, "cpu@h", "old", (job_id,))
+    assert reconciler.run_once().requeued == []  # its holder is alive and runs it
+    time.sleep(3 * settings.worker_heartbeat_s + 0.05)
+    assert reconciler.run_once().requeued == []
 
     announce(dead, "cpu@h", "new")  # the worker restarted under the same hostname
     assert reconciler.run_once().requeued == []  # not at once: it may be a new worker's own
@@ -139,6 +147,25 @@ def test_a_job_held_by_a_restarted_worker_is_released_and_sent_again(
     record = fresh.get(job_id)
     assert record is not None and record.attempts == 2
     assert reconciler.run_once().requeued == []
+
+
+def test_a_job_its_live_worker_no_longer_runs_is_sent_again(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    """A task that gave up during a long Redis outage left its job `running` under a worker
+    that lives on: the worker's heartbeat stops listing the job, and the job runs again."""
+    store, reconciler = make(settings, celery, instance="live")
+    job_id = create(url)
+    assert store.start(job_id, "cpu@h")
+    announce(store, "cpu@h", "live", (job_id,))
+    assert reconciler.run_once().requeued == []
+    announce(store, "cpu@h", "live")  # the task ended without recording its job's end
+    assert reconciler.run_once().requeued == []  # not at once: a heartbeat may lag a claim
+    time.sleep(3 * settings.worker_heartbeat_s + 0.05)
+    assert reconciler.run_once().requeued == [job_id]
+    assert waiting_job_ids(store.redis) == {job_id}
+    record = store.get(job_id)
+    assert record is not None and record.status is JobStatus.RUNNING and record.worker == "cpu@h"
 
 
 def test_a_holder_without_heartbeat_is_given_a_grace_period(
@@ -199,7 +226,7 @@ def test_an_answer_handed_to_generation_is_restarted_only_if_its_message_is_gone
     assert store.start(job_id, "cpu@h")
     assert store.release(job_id, "handoff")
     celery.send_task(GENERATE_TASK, args=[job_id, [1, 2], []], task_id=f"{job_id}-generate")
-    time.sleep(0.3)
+    time.sleep(STALE_S + 0.1)
     assert reconciler.run_once().requeued == []  # its generation waits in the llm queue
 
     store.redis.delete("llm")  # the message is lost

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import redis
 
 from cli.commands import api_command, flower_command, redis_command, worker_command
@@ -30,6 +29,7 @@ from cli.processes import LOCK_NAME, describe, die_with_parent, lock_holders, po
 from common.apikeys import ensure_dev_key, open_redis
 from common.contract import CPU_WORKER_QUEUES, LLM_QUEUE
 from common.settings import Settings
+from ragq_client import NO_RETRY, Client, RagqError
 
 
 def free_port() -> int:
@@ -47,9 +47,8 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def readiness(body: dict[str, Any]) -> str:
-    """One line from a /readyz answer: Redis, and each queue's workers."""
-    checks = body.get("checks", {})
+def readiness(checks: dict[str, Any]) -> str:
+    """One line from the checks of a /readyz answer: Redis, and each queue's workers."""
     workers = checks.get("workers", {})
     queues = ", ".join(f"{q} {'ready' if up else 'loading'}" for q, up in workers.items())
     return f"API up · Redis {checks.get('redis', '?')} · workers: {queues or '?'}"
@@ -268,9 +267,10 @@ class Supervisor:
         def ready() -> bool:
             nonlocal last
             try:
-                response = httpx.get(f"{self.settings.base_url}/readyz", timeout=2)
-                state, ok = readiness(response.json()), response.status_code == 200
-            except (httpx.HTTPError, ValueError):
+                with Client(self.settings.base_url, "", timeout=2, retry=NO_RETRY) as http:
+                    health = http.health()
+                state, ok = readiness(health.checks), health.status == "ready"
+            except RagqError:
                 state, ok = "API starting", False
             if report is not None and state != last:
                 report(f"{time.monotonic() - started:5.1f} s  {state}")

@@ -120,7 +120,7 @@ def status() -> None:
         with Client(target.api_url, "", timeout=5, retry=NO_RETRY) as http:
             health = http.health()
     except RagqError as exc:
-        click.echo(f"ready     no: cannot reach the API ({exc})")
+        click.echo(f"ready     no: {exc}")
         sys.exit(1)
     ready = health.status == "ready"
     checks = health.checks

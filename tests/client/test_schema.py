@@ -87,8 +87,56 @@ def test_client_model_matches_the_server(cls: type) -> None:
         assert ours[0][name] == kind, name
 
 
-def test_every_server_record_has_a_client_model() -> None:
-    """Each model the OpenAPI schema declares (errors aside) has its client twin."""
+# The operations the client calls (ragq_client/_base.py builds their requests).
+ROUTES = [
+    ("post", "/v1/documents"),
+    ("post", "/v1/documents:batch"),
+    ("get", "/v1/batches/{batch_id}"),
+    ("get", "/v1/documents"),
+    ("get", "/v1/documents/{document_id}"),
+    ("delete", "/v1/documents/{document_id}"),
+    ("post", "/v1/documents:reindex"),
+    ("post", "/v1/documents/{document_id}:reindex"),
+    ("post", "/v1/answers"),
+    ("post", "/v1/search"),
+    ("get", "/v1/jobs"),
+    ("get", "/v1/jobs/{job_id}"),
+    ("delete", "/v1/jobs/{job_id}"),
+    ("get", "/v1/jobs/{job_id}/events"),
+    ("get", "/v1/jobs/{job_id}/deliveries"),
+    ("post", "/v1/jobs/{job_id}/deliveries/{attempt}:redeliver"),
+    ("get", "/v1/webhooks/secret"),
+    ("post", "/v1/webhooks/secret:rotate"),
+    ("get", "/readyz"),
+]
+# Error answers are exceptions on the client side (ragq_client.errors), not models.
+ERRORS = {"ErrorBody", "HTTPValidationError", "ValidationError"}
+
+
+def references(value: Any, found: set[str]) -> set[str]:
+    """The component names a schema fragment refers to, and those they refer to in turn."""
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and (name := ref.rsplit("/", 1)[-1]) not in found:
+            found.add(name)
+            # DocumentIn is referenced by the hand-written body of POST /v1/documents but not
+            # declared among the components; SERVER_MODELS holds it.
+            references(COMPONENTS.get(name, {}), found)
+        for item in value.values():
+            references(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            references(item, found)
+    return found
+
+
+def test_every_model_of_the_routes_the_client_calls_has_a_client_twin() -> None:
+    """Each route the client calls exists, and each model its requests and answers use is one
+    of the client's (routes the client does not call may use models it does not have)."""
+    paths = create_app().openapi()["paths"]
+    used: set[str] = set()
+    for method, path in ROUTES:
+        assert method in paths.get(path, {}), f"{method.upper()} {path} is gone"
+        references(paths[path][method], used)
     ours = {c.__name__ for c in client_classes()}
-    declared = set(COMPONENTS) - {"ErrorBody", "HTTPValidationError", "ValidationError"}
-    assert declared <= ours, declared - ours
+    assert used - ERRORS <= ours, (used - ERRORS) - ours

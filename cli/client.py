@@ -1,16 +1,12 @@
-"""The HTTP client behind `ragq ingest` and `ragq ask`."""
+"""What `ragq ingest`, `ragq reindex` and `ragq ask` show, over the Python client (ragq_client)."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
-import httpx
-from httpx_sse import connect_sse
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -22,67 +18,38 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from cli.files import Skipped, select
-
-FINISHED = {"succeeded", "failed", "cancelled"}
+from ragq_client import (
+    Citation,
+    Client,
+    Ingestion,
+    JobRecord,
+    JobStatus,
+    TokenEvent,
+    WaitProgress,
+)
 
 console = Console(stderr=True)
 COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
-class ClientError(Exception):
-    """The API answered with an error."""
+def _follow(bar: Progress, task: TaskID, verb: str) -> Callable[[WaitProgress], None]:
+    """A progress callback that moves the bar."""
 
+    def moved(progress: WaitProgress) -> None:
+        bar.update(
+            task,
+            completed=progress.finished,
+            total=progress.total,
+            description=f"{verb} ({progress.chunks} chunks)",
+        )
 
-def _check(response: httpx.Response) -> dict[str, Any]:
-    if response.is_success:
-        return response.json()  # type: ignore[no-any-return]
-    try:
-        error = response.json()["error"]
-        raise ClientError(f"{response.status_code} {error['code']}: {error['message']}")
-    except (ValueError, KeyError, TypeError):
-        raise ClientError(f"{response.status_code}: {response.text[:200]}") from None
-
-
-def _groups(files: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(files), size):
-        yield files[start : start + size]
-
-
-def _auth(api_key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
-
-
-def _upload(
-    http: httpx.Client, paths: list[Path], skipped: list[Skipped]
-) -> list[tuple[dict[str, Any], Path]]:
-    """Upload files as one batch; (accepted job, path) for each. A batch the server finds too
-    large goes again file by file, and a file it refuses as too large is skipped."""
-    handles = [p.open("rb") for p in paths]
-    try:
-        parts = [("files", (p.name, fh)) for p, fh in zip(paths, handles, strict=True)]
-        response = http.post("/v1/documents:batch", files=parts)
-    finally:
-        for fh in handles:
-            fh.close()
-    if response.status_code == 413 and len(paths) > 1:
-        return [job for path in paths for job in _upload(http, [path], skipped)]
-    if response.status_code == 413:
-        skipped.append(Skipped(paths[0], f"refused by the server: {response.json()['error']}"))
-        return []
-    accepted = _check(response)
-    return [
-        (job | {"batch_id": accepted["batch_id"]}, p)
-        for job, p in zip(accepted["jobs"], paths, strict=True)
-    ]
+    return moved
 
 
 def ingest(
-    base_url: str,
+    http: Client,
     paths: Iterable[Path],
-    poll_s: float = 0.5,
     group: int = 50,
-    api_key: str = "",
     *,
     max_bytes: int = 20 * 2**20,
     include: Sequence[str] = (),
@@ -90,50 +57,43 @@ def ingest(
 ) -> int:
     """Upload files as batches, follow them with a progress bar, then report every file's
     outcome (ingested, unchanged, skipped and why, failed and why); the number that failed."""
-    selection = select(paths, max_bytes, include, exclude)
-    skipped = list(selection.skipped)
-    uploads: list[tuple[dict[str, Any], Path]] = []
-    records: dict[str, dict[str, Any]] = {}
-    if selection.files:
-        with (
-            httpx.Client(base_url=base_url, timeout=120, headers=_auth(api_key)) as http,
-            Progress(*COLUMNS, console=console) as bar,
-        ):
-            task = bar.add_task("uploading", total=len(selection.files))
-            for paths_group in _groups(selection.files, group):
-                uploads += _upload(http, paths_group, skipped)
-                bar.advance(task, len(paths_group))
-            batches = list(dict.fromkeys(job["batch_id"] for job, _ in uploads))
-            bar.update(task, description="ingesting", completed=0, total=len(uploads))
-            _follow_batches(http, batches, bar, task, "ingesting", poll_s)
-            for batch in batches:
-                for job in _check(http.get(f"/v1/batches/{batch}"))["jobs"]:
-                    records[job["job_id"]] = job
-    return _report(uploads, records, skipped)
+    with Progress(*COLUMNS, console=console) as bar:
+        task = bar.add_task("uploading", total=None, visible=False)
+
+        def uploaded(sent: int, total: int) -> None:
+            bar.update(task, completed=sent, total=total, visible=True)
+
+        done = http.ingest(
+            list(paths),
+            include=include,
+            exclude=exclude,
+            max_file_bytes=max_bytes,
+            batch_size=group,
+            wait=True,
+            on_upload=uploaded,
+            on_progress=_follow(bar, task, "ingesting"),
+        )
+    return _report(done)
 
 
-def _report(
-    uploads: list[tuple[dict[str, Any], Path]],
-    records: dict[str, dict[str, Any]],
-    skipped: list[Skipped],
-) -> int:
+def _report(done: Ingestion) -> int:
     """Print one line per file, then the totals; the number of files that failed."""
     lines: list[tuple[str, str]] = []
     counts = {"ingested": 0, "unchanged": 0, "skipped": 0, "failed": 0}
-    for accepted, path in uploads:
-        record = records.get(accepted["job_id"], accepted)
-        if accepted["status"] != "queued" and record["status"] == "succeeded":
+    for upload in done.uploads:
+        record = done.record(upload)
+        status = record.status if record else upload.job.status
+        if upload.job.status != JobStatus.QUEUED and status == JobStatus.SUCCEEDED:
             counts["unchanged"] += 1
-            lines.append((str(path), "= unchanged"))
-        elif record["status"] == "succeeded":
+            lines.append((str(upload.path), "= unchanged"))
+        elif record is not None and status == JobStatus.SUCCEEDED:
             counts["ingested"] += 1
-            chunks = (record.get("result") or {}).get("chunks", "?")
-            lines.append((str(path), f"[green]✓ ingested[/green] ({chunks} chunks)"))
+            chunks = (record.result or {}).get("chunks", "?")
+            lines.append((str(upload.path), f"[green]✓ ingested[/green] ({chunks} chunks)"))
         else:
             counts["failed"] += 1
-            error = record.get("error") or {"code": record["status"], "message": ""}
-            lines.append((str(path), f"[red]✗ failed[/red]: {error['code']} {error['message']}"))
-    for skip in skipped:
+            lines.append((str(upload.path), f"[red]✗ failed[/red]: {_error(record, status)}"))
+    for skip in done.skipped:
         missing = skip.reason == "no such file or folder"
         counts["failed" if missing else "skipped"] += 1
         mark = "[red]✗ failed[/red]" if missing else "[yellow]- skipped[/yellow]"
@@ -145,142 +105,65 @@ def _report(
     return counts["failed"]
 
 
-def _follow_batches(
-    http: httpx.Client, batches: list[str], bar: Progress, task: TaskID, verb: str, poll_s: float
-) -> list[dict[str, Any]]:
-    """Follow the batches until all finished, moving the bar; the jobs that failed.
-
-    Jobs run in the order they were queued, so only the oldest unfinished batch is polled (its
-    counts, not its records); the ones after it have barely started.
-    """
-    summaries: dict[str, dict[str, Any]] = {}
-    for batch in batches:
-        while True:
-            summary = _check(http.get(f"/v1/batches/{batch}", params={"jobs": "false"}))
-            summaries[batch] = summary
-            done = sum(
-                n for s in summaries.values() for k, n in s["counts"].items() if k in FINISHED
-            )
-            chunks = sum(s["progress"]["done"] for s in summaries.values())
-            bar.update(task, completed=done, description=f"{verb} ({chunks} chunks)")
-            if summary["finished"]:
-                break
-            time.sleep(poll_s)
-    # Only the batches with a failure are read whole, once, for their failed jobs.
-    return [
-        job
-        for batch, summary in summaries.items()
-        if summary["counts"].get("succeeded", 0) != summary["total"]
-        for job in _check(http.get(f"/v1/batches/{batch}"))["jobs"]
-        if job["status"] != "succeeded"
-    ]
+def _error(record: JobRecord | None, status: str) -> str:
+    """`code message` of a job that did not succeed."""
+    if record is not None and record.error is not None:
+        return f"{record.error.code} {record.error.message}"
+    return f"{status} "
 
 
-def _follow_jobs(
-    http: httpx.Client, job_ids: list[str], bar: Progress, task: TaskID, verb: str, poll_s: float
-) -> list[dict[str, Any]]:
-    """Poll the unfinished jobs until all finished, moving the bar; the jobs that failed."""
-    records: dict[str, dict[str, Any]] = {}
-    while True:
-        for job_id in job_ids:
-            if records.get(job_id, {}).get("status") not in FINISHED:
-                records[job_id] = _check(http.get(f"/v1/jobs/{job_id}"))
-        done = sum(r["status"] in FINISHED for r in records.values())
-        chunks = sum(r["progress"]["done"] for r in records.values())
-        bar.update(task, completed=done, description=f"{verb} ({chunks} chunks)")
-        if done == len(job_ids):
-            return [r for r in records.values() if r["status"] != "succeeded"]
-        time.sleep(poll_s)
-
-
-def reindex(
-    base_url: str, document_ids: Iterable[str], poll_s: float = 0.5, api_key: str = ""
-) -> int:
+def reindex(http: Client, document_ids: Iterable[str], poll_s: float = 0.5) -> int:
     """Re-index the given documents, or all of them when none is given; the number that failed."""
-    with (
-        httpx.Client(base_url=base_url, timeout=120, headers=_auth(api_key)) as http,
-        Progress(*COLUMNS, console=console) as bar,
-    ):
-        ids = list(document_ids)
+    ids = list(document_ids)
+    with Progress(*COLUMNS, console=console) as bar:
+        task = bar.add_task("re-indexing", total=len(ids) or None)
+        moved = _follow(bar, task, "re-indexing")
         if ids:
-            job_ids = [_check(http.post(f"/v1/documents/{i}:reindex"))["job_id"] for i in ids]
-            task = bar.add_task("re-indexing", total=len(job_ids))
-            failed = _follow_jobs(http, job_ids, bar, task, "re-indexing", poll_s)
+            job_ids = [http.reindex(i).job_id for i in ids]
+            records = http.wait_jobs(job_ids, poll_s=poll_s, on_progress=moved)
         else:
-            batch = _check(http.post("/v1/documents:reindex"))
-            job_ids = [job["job_id"] for job in batch["jobs"]]
-            task = bar.add_task("re-indexing", total=len(job_ids))
-            failed = _follow_batches(http, [batch["batch_id"]], bar, task, "re-indexing", poll_s)
+            records = http.reindex_all(wait=True, on_progress=moved).jobs
+    failed = [r for r in records if r.status != JobStatus.SUCCEEDED]
     for job in failed:
-        error = job.get("error") or {"code": job["status"], "message": ""}
-        console.print(f"[red]✗ {job['document_id']}: {error['code']} {error['message']}")
-    console.print(f"re-indexed {len(job_ids) - len(failed)} of {len(job_ids)} documents")
+        console.print(f"[red]✗ {job.document_id}: {_error(job, job.status)}")
+    console.print(f"re-indexed {len(records) - len(failed)} of {len(records)} documents")
     return len(failed)
 
 
-def _events(http: httpx.Client, job_id: str) -> Iterator[tuple[str, Any]]:
-    """The job's events, resuming with Last-Event-ID if the connection drops."""
-    last_id: str | None = None
-    for _attempt in range(5):
-        headers = {"Last-Event-ID": last_id} if last_id else {}
-        try:
-            with connect_sse(http, "GET", f"/v1/jobs/{job_id}/events", headers=headers) as source:
-                for sse in source.iter_sse():
-                    if not sse.data:
-                        # A keep-alive ping, which httpx-sse hands over once an id was seen.
-                        continue
-                    last_id = sse.id or last_id
-                    yield sse.event, json.loads(sse.data)
-                    if sse.event == "done":
-                        return
-        except httpx.TransportError:
-            time.sleep(1)
-    raise ClientError("lost the event stream")
-
-
 def ask(
-    base_url: str,
-    question: str,
-    top_k: int,
-    mode: str | None = None,
-    api_key: str = "",
-    as_json: bool = False,
+    http: Client, question: str, top_k: int, mode: str | None = None, as_json: bool = False
 ) -> int:
     """Ask a question, print the answer as it streams, then its numbered sources.
 
     With `as_json`, print only the final job record, as one JSON document, when it is done.
     """
     out = sys.stdout
-    timeout = httpx.Timeout(60, read=None)
-    with httpx.Client(base_url=base_url, timeout=timeout, headers=_auth(api_key)) as http:
-        body = {"question": question, "top_k": top_k, "mode": mode}
-        job = _check(http.post("/v1/answers", json=body))
-        for event, data in _events(http, job["job_id"]):
-            if event == "token" and not as_json:
-                out.write(data["text"])
-                out.flush()
-            elif event == "done":
-                if as_json:
-                    out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-                    return 0 if data["status"] == "succeeded" else 1
-                out.write("\n")
-                return _print_final(data)
-    return 1
-
-
-def _print_final(record: dict[str, Any]) -> int:
-    """The answer's ending and its sources on stdout, after the streamed text; errors on stderr."""
-    if record["status"] != "succeeded":
-        error = record.get("error") or {"code": record["status"], "message": ""}
-        console.print(f"[red]{record['status']}: {error['code']} {error['message']}")
+    stream = http.ask(question, top_k=top_k, mode=mode, stream=True)
+    for event in stream:
+        if isinstance(event, TokenEvent) and not as_json:
+            out.write(event.text)
+            out.flush()
+    record = stream.final
+    if record is None:
         return 1
-    result = record["result"]
-    if result.get("finish_reason") == "length":
-        tokens = (result.get("usage") or {}).get("completion_tokens", "?")
+    if as_json:
+        out.write(json.dumps(record.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n")
+        return 0 if record.status == JobStatus.SUCCEEDED else 1
+    out.write("\n")
+    return _print_final(record)
+
+
+def _print_final(record: JobRecord) -> int:
+    """The answer's ending and its sources on stdout, after the streamed text; errors on stderr."""
+    if record.status != JobStatus.SUCCEEDED:
+        console.print(f"[red]{record.status.value}: {_error(record, record.status)}")
+        return 1
+    result = record.answer()
+    if result.finish_reason == "length":
+        tokens = result.usage.completion_tokens if result.usage else "?"
         print(f"[answer cut at {tokens} tokens: RAGQ_LLM_MAX_TOKENS]")
-    citations = result["citations"]
-    cited = [c for c in citations if c.get("cited")]
-    others = [c for c in citations if not c.get("cited")]
+    cited = [c for c in result.citations if c.cited]
+    others = [c for c in result.citations if not c.cited]
     if cited:
         print("\nSources:")
     for n, citation in enumerate(cited, start=1):
@@ -292,6 +175,6 @@ def _print_final(record: dict[str, Any]) -> int:
     return 0
 
 
-def _origin(citation: dict[str, Any]) -> str:
-    page = f", page {citation['page']}" if citation.get("page") else ""
-    return f"{citation['title']}{page}  ({citation.get('source') or citation['document_id']})"
+def _origin(citation: Citation) -> str:
+    page = f", page {citation.page}" if citation.page else ""
+    return f"{citation.title}{page}  ({citation.source or citation.document_id})"

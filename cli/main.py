@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
-import httpx
 import redis
 from rich.console import Console
 
-from cli import client, runtime
+from cli import runtime
 from common.settings import get_settings
 
 if TYPE_CHECKING:
     from cli.supervisor import Supervisor
+    from ragq_client import Client
 
 console = Console(stderr=True)
 
@@ -114,21 +114,24 @@ def status() -> None:
     click.echo(f"Redis     {target.redis_url}")
     if found is not None and found.flower_url:
         click.echo(f"Flower    {found.flower_url}")
+    from ragq_client import NO_RETRY, Client, RagqError
+
     try:
-        response = httpx.get(f"{target.api_url}/readyz", timeout=5)
-        body = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        click.echo(f"ready     no: cannot reach the API ({exc})")
+        with Client(target.api_url, "", timeout=5, retry=NO_RETRY) as http:
+            health = http.health()
+    except RagqError as exc:
+        click.echo(f"ready     no: {exc}")
         sys.exit(1)
-    checks = body.get("checks", {})
+    ready = health.status == "ready"
+    checks = health.checks
     workers = ", ".join(
         f"{q} {'ok' if up else 'none'}" for q, up in checks.get("workers", {}).items()
     )
-    click.echo(f"ready     {'yes' if response.status_code == 200 else 'no'}")
+    click.echo(f"ready     {'yes' if ready else 'no'}")
     click.echo(f"  redis   {checks.get('redis', '?')}")
     if workers:
         click.echo(f"  workers {workers}")
-    sys.exit(0 if response.status_code == 200 else 1)
+    sys.exit(0 if ready else 1)
 
 
 @main.command()
@@ -246,12 +249,12 @@ def ingest(paths: tuple[Path, ...], include: tuple[str, ...], exclude: tuple[str
 
     Exit status 1 if any file failed (a skipped file is reported, not failed).
     """
+    from cli import client
+
     limit = get_settings().max_upload_bytes
 
-    def run(url: str, key: str) -> int:
-        failed = client.ingest(
-            url, paths, api_key=key, max_bytes=limit, include=include, exclude=exclude
-        )
+    def run(http: Client) -> int:
+        failed = client.ingest(http, paths, max_bytes=limit, include=include, exclude=exclude)
         return 1 if failed else 0
 
     _exit_with(run)
@@ -264,7 +267,9 @@ def reindex(document_ids: tuple[str, ...], everything: bool) -> None:
     """Re-embed stored chunks (after a model or index change), with a progress bar."""
     if everything == bool(document_ids):
         raise click.UsageError("give either document ids or --all")
-    _exit_with(lambda url, key: 1 if client.reindex(url, document_ids, api_key=key) else 0)
+    from cli import client
+
+    _exit_with(lambda http: 1 if client.reindex(http, document_ids) else 0)
 
 
 @main.command()
@@ -284,13 +289,15 @@ def reindex(document_ids: tuple[str, ...], everything: bool) -> None:
 )
 def ask(question: str, top_k: int, mode: str | None, as_json: bool) -> None:
     """Ask a question; the answer streams, then its numbered sources (all on stdout)."""
-    _exit_with(
-        lambda url, key: client.ask(url, question, top_k, mode, api_key=key, as_json=as_json)
-    )
+    from cli import client
+
+    _exit_with(lambda http: client.ask(http, question, top_k, mode, as_json=as_json))
 
 
-def _exit_with(action: Callable[[str, str], int]) -> NoReturn:
+def _exit_with(action: Callable[[Client], int]) -> NoReturn:
     """Run a client action against the API and exit with its code; errors as one clear line."""
+    from ragq_client import Client, ConnectionFailed, RagqError
+
     target = runtime.resolve(get_settings())
     if not target.key:
         raise click.ClickException(
@@ -298,12 +305,11 @@ def _exit_with(action: Callable[[str, str], int]) -> NoReturn:
             "run `ragq up` (it writes a development key) or set RAGQ_API_KEY"
         )
     try:
-        code = action(target.api_url, target.key)
-    except (client.ClientError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    except httpx.TransportError as exc:
+        with Client(target.api_url, target.key, timeout=120) as http:
+            code = action(http)
+    except ConnectionFailed as exc:
         hint = "" if target.runtime else "; is `ragq up` running? (`ragq status`)"
-        raise click.ClickException(
-            f"cannot reach the API at {target.api_url}: {exc}{hint}"
-        ) from exc
+        raise click.ClickException(f"{exc}{hint}") from exc
+    except (RagqError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
     sys.exit(code)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import redis
 
 from cli.commands import api_command, flower_command, redis_command, worker_command
@@ -31,6 +30,7 @@ from common.apikeys import ensure_dev_key, open_redis
 from common.contract import CPU_WORKER_QUEUES, LLM_QUEUE
 from common.liveness import starting_steps
 from common.settings import Settings
+from ragq_client import NO_RETRY, Client, RagqError
 
 
 def free_port() -> int:
@@ -48,12 +48,11 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def readiness(body: dict[str, Any] | None, steps: dict[str, str]) -> str:
-    """One line from a /readyz answer (None: the API does not answer yet) and the start-up
-    steps of the workers still loading: Redis, the API, and what each queue's worker does."""
-    if body is None:
+def readiness(checks: dict[str, Any] | None, steps: dict[str, str]) -> str:
+    """One line from the checks of a /readyz answer (None: the API does not answer yet) and the
+    start-up steps of the workers still loading: Redis, the API, and each queue's worker."""
+    if checks is None:
         return " · ".join(["API starting", *_grouped(steps)])
-    checks = body.get("checks", {})
     states = {
         q: "ready" if up else steps.get(q, "starting")
         for q, up in checks.get("workers", {}).items()
@@ -282,13 +281,14 @@ class Supervisor:
 
         def ready() -> bool:
             nonlocal last
-            body: dict[str, Any] | None = None
+            checks: dict[str, Any] | None = None
             try:
-                response = httpx.get(f"{self.settings.base_url}/readyz", timeout=2)
-                body, ok = response.json(), response.status_code == 200
-            except (httpx.HTTPError, ValueError):
+                with Client(self.settings.base_url, "", timeout=2, retry=NO_RETRY) as http:
+                    health = http.health()
+                checks, ok = health.checks, health.status == "ready"
+            except RagqError:
                 ok = False
-            state = readiness(body, {} if ok else self._steps())
+            state = readiness(checks, {} if ok else self._steps())
             if report is not None and state != last:
                 report(f"{time.monotonic() - started:5.1f} s  {state}")
                 last = state

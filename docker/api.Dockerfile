@@ -26,6 +26,7 @@ COPY api ./api
 COPY workers ./workers
 COPY common ./common
 COPY cli ./cli
+COPY client/ragq_client ./client/ragq_client
 RUN pip install --no-deps . \
     && python -m compileall -q /opt/venv/lib
 

@@ -36,6 +36,7 @@ COPY api ./api
 COPY workers ./workers
 COPY common ./common
 COPY cli ./cli
+COPY client/ragq_client ./client/ragq_client
 RUN pip install --no-deps . \
     && python -m compileall -q /opt/venv/lib
 # Convert the default model once, into the folder the runtime reads (RAGQ_CACHE_DIR/models/…);

@@ -41,6 +41,7 @@ COPY api ./api
 COPY workers ./workers
 COPY common ./common
 COPY cli ./cli
+COPY client/ragq_client ./client/ragq_client
 RUN uv pip install --no-deps .
 
 FROM ${CUDA_IMAGE} AS runtime

@@ -66,10 +66,10 @@ def test_the_state_line_names_each_queues_step_until_it_is_ready() -> None:
         "API starting · ingest+query loading the embedding model · llm starting vLLM"
     )
     assert readiness(None, {}) == "API starting"
-    body = {"checks": {"redis": "ok", "workers": {"ingest": True, "query": True, "llm": False}}}
+    body = {"redis": "ok", "workers": {"ingest": True, "query": True, "llm": False}}
     assert readiness(body, steps) == "API up · Redis ok · ingest+query ready · llm starting vLLM"
     assert readiness(body, {}).endswith("llm starting")
-    body["checks"]["workers"]["llm"] = True
+    body["workers"] = {"ingest": True, "query": True, "llm": True}
     assert readiness(body, {}) == "API up · Redis ok · ingest+query+llm ready"
 
 

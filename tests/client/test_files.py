@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli.files import looks_like_text, select
+from ragq_client.files import looks_like_text, select
 
 
 def test_select_sorts_files_into_sent_and_skipped(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Which files `ragq ingest` sends, and why it skips the others."""
+"""Which files `ingest` sends from the paths it is given, and why it skips the others."""
 
 from __future__ import annotations
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -45,6 +44,9 @@ MARKER = re.compile(r"\[(\d+(?:, \d+)*)\]")
 # How long past its deadline a waiting request gives the job before answering 504.
 WAIT_GRACE_S = 30.0
 STARTED = int(time.time())
+# How often a waiting non-streamed request checks that its client is still there.
+DISCONNECT_POLL_S = 0.5
+LEFT = ErrorInfo(code="client_disconnected", message="the client disconnected before the answer")
 # What a failed job answers on a non-streamed request.
 FAILURE_STATUS = {"deadline_exceeded": 504, "client_disconnected": 499}
 
@@ -220,16 +222,40 @@ class ChatService:
         return record
 
     async def complete(
-        self, tenant: str, job_id: str, deadline_s: float, model: str, base_url: str
+        self,
+        tenant: str,
+        job_id: str,
+        deadline_s: float,
+        model: str,
+        base_url: str,
+        disconnected: Callable[[], Awaitable[bool]],
     ) -> ChatCompletion:
-        """Wait for the job (up to its deadline) and answer its result as a `chat.completion`."""
+        """Wait for the job (up to its deadline) and answer its result as a `chat.completion`.
+
+        A client that goes away while it waits cancels the job, as one that leaves a stream does.
+        """
         try:
-            async with asyncio.timeout(deadline_s + WAIT_GRACE_S):
-                async for _ in self.store.events(job_id):
-                    pass
-        except TimeoutError:
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    while not await disconnected():
+                        await anyio.sleep(DISCONNECT_POLL_S)
+                    await self.store.cancel(job_id, LEFT)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                with anyio.move_on_after(deadline_s + WAIT_GRACE_S) as waiting:
+                    async for _ in self.store.events(job_id):
+                        pass
+                group.cancel_scope.cancel()
+        except BaseExceptionGroup as failed:
+            # One error (Redis unreachable) goes to its own handler, not wrapped in the group.
+            if len(failed.exceptions) == 1:
+                raise failed.exceptions[0] from None
+            raise
+        if waiting.cancelled_caught:
             await self.store.cancel(job_id, ErrorInfo(code="deadline_exceeded", message="timeout"))
-            raise ApiError(504, "deadline_exceeded", "the answer was not ready in time") from None
+            raise ApiError(504, "deadline_exceeded", "the answer was not ready in time")
         record = await self._finished(tenant, job_id)
         result = self._result(record)
         return ChatCompletion(
@@ -319,10 +345,4 @@ class ChatService:
                 # The client went away (the stream is being cancelled): shielded, the
                 # cancellation still reaches Redis, and the llm worker aborts the generation.
                 with anyio.CancelScope(shield=True):
-                    await self.store.cancel(
-                        job_id,
-                        ErrorInfo(
-                            code="client_disconnected",
-                            message="the client disconnected from the stream",
-                        ),
-                    )
+                    await self.store.cancel(job_id, LEFT)

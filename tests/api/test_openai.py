@@ -287,6 +287,26 @@ def test_leaving_a_stream_cancels_the_job_and_its_generation(
     assert record["result"] is None
 
 
+def test_leaving_a_waiting_request_cancels_the_job(tenant: Tenant) -> None:
+    body = {
+        "model": "ragq",
+        "max_tokens": 64,
+        "messages": [user("Write a long essay about the Quarnelle lighthouse and the sea.")],
+        "ragq": {"min_relevance": 0, **tenant.only("lighthouse")["ragq"]},
+    }
+    before = {
+        j["job_id"] for j in tenant.http.get("/v1/jobs", params={"kind": "answer"}).json()["jobs"]
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        # The client gives up (and closes its connection) long before the answer is ready.
+        tenant.http.post("/v1/chat/completions", json=body, timeout=httpx.Timeout(60, read=1.0))
+    jobs = tenant.http.get("/v1/jobs", params={"kind": "answer"}).json()["jobs"]
+    (job,) = [j for j in jobs if j["job_id"] not in before]
+    record = wait_job(tenant.http, job["job_id"], timeout=30)
+    assert record["status"] == "cancelled", record
+    assert record["error"]["code"] == "client_disconnected"
+
+
 BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("no messages", {"messages": []}, "invalid_request"),
     ("malformed message", {"messages": [{"content": "hi"}]}, "invalid_request"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 from api.schemas import WebhookUrl
@@ -123,7 +123,8 @@ class RagqOptions(RequestModel):
     min_relevance: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
-Stop = Annotated[list[Name], Field(max_length=4)]
+StopText = Annotated[Name, StringConstraints(min_length=1)]
+Stop = Annotated[list[StopText], Field(max_length=4)]
 
 
 class ChatCompletionIn(RequestModel):
@@ -137,7 +138,7 @@ class ChatCompletionIn(RequestModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    stop: Name | Stop | None = None
+    stop: StopText | Stop | None = None
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     user: Name | None = None
     ragq: RagqOptions | None = Field(

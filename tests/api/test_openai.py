@@ -348,6 +348,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("logprobs", {"messages": [user("hi")], "logprobs": True}, "invalid_request"),
     ("audio", {"messages": [user("hi")], "modalities": ["text", "audio"]}, "invalid_request"),
     ("unknown field", {"messages": [user("hi")], "frobnicate": 1}, "invalid_request"),
+    ("empty stop string", {"messages": [user("hi")], "stop": [""]}, "invalid_request"),
     ("bad ragq option", {"messages": [user("hi")], "ragq": {"top_k": 0}}, "invalid_request"),
 ]
 

@@ -79,9 +79,7 @@ async def chat_completions(
 
         return EventSourceResponse(sse(), headers={JOB_HEADER: job_id}, ping=15, sep="\n")
     response.headers[JOB_HEADER] = job_id
-    return await chat.complete(
-        tenant, job_id, deadline_s, body.model, base_url, request.is_disconnected
-    )
+    return await chat.complete(tenant, job_id, deadline_s, body.model, base_url, request.receive)
 
 
 @router.post(

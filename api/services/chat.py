@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import anyio
+from starlette.types import Receive
 
 from api.errors import ApiError
 from api.openai_schemas import (
@@ -44,8 +45,6 @@ MARKER = re.compile(r"\[(\d+(?:, \d+)*)\]")
 # How long past its deadline a waiting request gives the job before answering 504.
 WAIT_GRACE_S = 30.0
 STARTED = int(time.time())
-# How often a waiting non-streamed request checks that its client is still there.
-DISCONNECT_POLL_S = 0.5
 LEFT = ErrorInfo(code="client_disconnected", message="the client disconnected before the answer")
 # What a failed job answers on a non-streamed request.
 FAILURE_STATUS = {"deadline_exceeded": 504, "client_disconnected": 499}
@@ -228,7 +227,7 @@ class ChatService:
         deadline_s: float,
         model: str,
         base_url: str,
-        disconnected: Callable[[], Awaitable[bool]],
+        receive: Receive,
     ) -> ChatCompletion:
         """Wait for the job (up to its deadline) and answer its result as a `chat.completion`.
 
@@ -238,8 +237,9 @@ class ChatService:
             async with anyio.create_task_group() as group:
 
                 async def watch() -> None:
-                    while not await disconnected():
-                        await anyio.sleep(DISCONNECT_POLL_S)
+                    # The body was read: what the server sends next is the client's disconnect.
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
                     await self.store.cancel(job_id, LEFT)
                     group.cancel_scope.cancel()
 

@@ -30,7 +30,9 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             error = BodyTooLarge(self.max_bytes)
-            response = error_response(error.status, error.code, error.message)
+            response = error_response(
+                error.status, error.code, error.message, path=scope.get("path", "")
+            )
             response.headers["Connection"] = "close"
             await response(scope, receive, send)
             return

@@ -10,7 +10,9 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
+from api.services.chat import ChatService
 from api.services.documents import DocumentService
+from api.services.embeddings import EmbeddingService
 from api.services.idempotency import IdempotencyService
 from api.services.jobs import JobService
 from api.services.limits import Limits
@@ -55,6 +57,14 @@ def _search(request: Request) -> SearchService:
 
 def _webhooks(request: Request) -> WebhookService:
     return request.app.state.webhooks  # type: ignore[no-any-return]
+
+
+def _chat(request: Request) -> ChatService:
+    return request.app.state.chat  # type: ignore[no-any-return]
+
+
+def _embeddings(request: Request) -> EmbeddingService:
+    return request.app.state.embeddings  # type: ignore[no-any-return]
 
 
 def _idempotency(request: Request) -> IdempotencyService:
@@ -108,6 +118,8 @@ DocumentsDep = Annotated[DocumentService, Depends(_documents)]
 SearchDep = Annotated[SearchService, Depends(_search)]
 WebhooksDep = Annotated[WebhookService, Depends(_webhooks)]
 TenantDep = Annotated[str, Depends(_tenant)]
+ChatDep = Annotated[ChatService, Depends(_chat)]
+EmbeddingsDep = Annotated[EmbeddingService, Depends(_embeddings)]
 IdempotencyDep = Annotated[IdempotencyService, Depends(_idempotency)]
 # Route-level dependencies of job-creating routes: backpressure on the queue they feed.
 INGEST_CAPACITY = Depends(_capacity(INGEST_QUEUE))

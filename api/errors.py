@@ -1,4 +1,9 @@
-"""One JSON error shape, `{"error": {"code", "message"}}`, for every 4xx and 5xx answer."""
+"""One JSON error shape, `{"error": {"code", "message"}}`, for every 4xx and 5xx answer.
+
+The OpenAI-compatible routes (`api.openai_schemas.OPENAI_PATHS`) answer in OpenAI's shape instead,
+`{"error": {"message", "type", "param", "code"}}`, so the SDKs raise their own exception classes;
+there a malformed body is a 400, as OpenAI answers it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.openai_schemas import is_openai_path, openai_error
 from common.schemas import ErrorInfo
 
 log = logging.getLogger(__name__)
@@ -42,11 +48,29 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    path: str = "",
+    param: str | None = None,
 ) -> JSONResponse:
-    """A JSON error answer."""
-    body = ErrorBody(error=ErrorInfo(code=code, message=message))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    """A JSON error answer, in OpenAI's shape on the OpenAI-compatible routes (`path`)."""
+    if is_openai_path(path):
+        content = openai_error(status, code, message, param).model_dump()
+    else:
+        content = ErrorBody(error=ErrorInfo(code=code, message=message)).model_dump()
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+def _param(errors: Sequence[Any]) -> str | None:
+    """The dotted path of the first invalid field, for OpenAI's `param`."""
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "[key]")]
+        if loc:
+            return ".".join(loc)
+    return None
 
 
 def _shown(part: object) -> str:
@@ -75,39 +99,48 @@ def install(app: FastAPI) -> None:
     """Register the handlers that turn every failure into the JSON error shape."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        path = request.url.path
+        return error_response(exc.status, exc.code, exc.message, exc.headers, path=path)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", validation_message(exc.errors()))
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        path = request.url.path
+        status = 400 if is_openai_path(path) else 422
+        message = validation_message(exc.errors())
+        param = _param(exc.errors())
+        return error_response(status, "invalid_request", message, path=path, param=param)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        path = request.url.path
         if exc.status_code == 400:
             # A body Starlette or FastAPI could not parse (bad JSON, broken multipart, too many
             # parts) is a malformed request like any other.
-            return error_response(422, "invalid_request", str(exc.detail))
+            status = 400 if is_openai_path(path) else 422
+            return error_response(status, "invalid_request", str(exc.detail), path=path)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+        return error_response(exc.status_code, code, str(exc.detail), exc.headers, path=path)
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
     @app.exception_handler(kombu.exceptions.OperationalError)  # the broker, through Celery
-    async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+    async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable: %s", exc)
         return error_response(
             503,
             "service_unavailable",
             "the job store is unreachable; retry shortly",
             {"Retry-After": str(REDIS_RETRY_AFTER_S)},
+            path=request.url.path,
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Only errors of the middlewares outside Unexpected get here; Starlette raises them
         # again after this answer, and the server logs them with their traceback.
-        return error_response(500, "internal_error", "an unexpected error occurred")
+        path = request.url.path
+        return error_response(500, "internal_error", "an unexpected error occurred", path=path)
 
     # Added first, so innermost: the metrics middleware counts its 500s too.
     app.add_middleware(Unexpected)
@@ -141,5 +174,7 @@ class Unexpected:
             if started:
                 raise  # too late for an answer: the server logs it and closes the connection
             log.exception("unhandled error: %r", exc)
-            response = error_response(500, "internal_error", "an unexpected error occurred")
+            response = error_response(
+                500, "internal_error", "an unexpected error occurred", path=scope.get("path", "")
+            )
             await response(scope, receive, send)

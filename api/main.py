@@ -14,8 +14,10 @@ from fastapi_offline import FastAPIOffline
 from api import errors, metrics
 from api.body_limit import BodyLimit
 from api.errors import ErrorBody
-from api.routers import answers, documents, health, jobs, search, webhooks
+from api.routers import answers, documents, health, jobs, openai, search, webhooks
+from api.services.chat import ChatService
 from api.services.documents import DocumentService
+from api.services.embeddings import EmbeddingService
 from api.services.idempotency import IdempotencyService
 from api.services.jobs import JobService
 from api.services.limits import Limits
@@ -73,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.search = SearchService(client, celery, settings)
         app.state.limits = Limits(client, settings)
         app.state.webhooks = WebhookService(client, store, settings)
+        app.state.chat = ChatService(jobs, store, settings)
+        app.state.embeddings = EmbeddingService(client, celery, settings)
         try:
             yield
         finally:
@@ -96,5 +100,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     authenticated = (documents.router, answers.router, search.router, jobs.router, webhooks.router)
     for router in authenticated:
         app.include_router(router, responses=AUTHENTICATED_ERRORS)
+    app.include_router(openai.router)  # its own error shape: see api.openai_schemas
     app.include_router(health.router)
     return app

@@ -1,6 +1,8 @@
 """Answer generation through the whole system versus a bare vLLM AsyncLLM, in the same run.
 
 System: HTTP submit → Redis → query worker (embed, search) → llm worker (shared engine) → SSE.
+OpenAI route: the same questions as streamed `POST /v1/chat/completions` (the same jobs
+underneath), at the highest concurrency, reported as `ratio_openai_c<top>`.
 Bare: the very same prompt token ids straight into an AsyncLLM with the same engine settings.
 Prints tokens/s for both, their ratio, and time to first token (p50/p95) per concurrency; the
 last line is one JSON object.
@@ -127,11 +129,37 @@ async def system_answer(
     return Run(ttft or 0.0, usage["completion_tokens"], usage["ttft_s"] or 0.0)
 
 
+async def openai_answer(http: httpx.AsyncClient, question: str) -> Run:
+    """Stream one question through the OpenAI-compatible route; TTFT as the client sees it."""
+    start = time.perf_counter()
+    body = {
+        "model": "ragq",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": question}],
+    }
+    ttft: float | None = None
+    usage: dict[str, int] | None = None
+    async with aconnect_sse(http, "POST", "/v1/chat/completions", json=body) as source:
+        async for sse in source.aiter_sse():
+            if sse.data == "[DONE]":
+                break
+            chunk = json.loads(sse.data)
+            if ttft is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                ttft = time.perf_counter() - start
+            usage = chunk.get("usage") or usage
+    assert usage is not None, "the stream ended without its usage chunk"
+    return Run(ttft or 0.0, usage["completion_tokens"])
+
+
 async def run_system(
     settings: Settings, env: dict[str, str], corpus: list[dict[str, Any]], questions: list[str],
     n: int, levels: list[int],
 ) -> tuple[dict[int, Result], dict[str, list[dict[str, Any]]]]:  # fmt: skip
-    """Measure the whole system at each concurrency; also the passages each question was given."""
+    """Measure the whole system at each concurrency; also the passages each question was given.
+
+    The OpenAI route's result at the highest concurrency `c` is under the key `-c`.
+    """
     given: dict[str, list[dict[str, Any]]] = {}
     results = {}
     with running(settings, env) as supervisor:
@@ -151,6 +179,10 @@ async def run_system(
                     f"client, {r.engine_ttft_ms(0.5):.0f} ms of it in the engine",
                     flush=True,
                 )
+            top = max(levels)
+            results[-top] = await bounded(n, top, lambda i: openai_answer(http, questions[i]))
+            r = results[-top]
+            print(f"openai c={top}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms")
     return results, given
 
 
@@ -285,6 +317,8 @@ def main() -> None:
         key = "ttft_overhead_ms_p50" if n == 0 else f"ttft_overhead_ms_p50_c{c}"
         summary[key] = round(system[c].ttft_ms(0.5) - bare[c].ttft_ms(0.5), 1)
     top = max(levels)
+    summary[f"ratio_openai_c{top}"] = round(system[-top].tok_s / bare[top].tok_s, 3)
+    summary[f"openai_tok_s_c{top}"] = round(system[-top].tok_s, 1)
     summary[f"system_tok_s_c{top}"] = round(system[top].tok_s, 1)
     summary[f"bare_tok_s_c{top}"] = round(bare[top].tok_s, 1)
     print(json.dumps(summary))

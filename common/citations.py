@@ -70,6 +70,11 @@ class MarkerRewriter:
         return match.group(1) + "[" + ", ".join(map(str, numbers)) + "]"
 
 
+def strip_markers(text: str) -> str:
+    """The text without its citation markers."""
+    return _MARKER.sub("", text)
+
+
 def rewrite(text: str, passages: Sequence[Citation]) -> tuple[str, list[Citation]]:
     """A whole answer's text with its markers rewritten, and its arranged citation list."""
     rewriter = MarkerRewriter(len(passages))

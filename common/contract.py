@@ -33,6 +33,7 @@ REINDEX_TASK = "ragq.reindex_document"
 RETRIEVE_TASK = "ragq.retrieve"
 GENERATE_TASK = "ragq.generate"
 SEARCH_TASK = "ragq.search"
+EMBED_TASK = "ragq.embed"
 DELIVER_WEBHOOK_TASK = "ragq.deliver_webhook"
 
 ROUTES = {
@@ -41,6 +42,7 @@ ROUTES = {
     REINDEX_TASK: INGEST_QUEUE,
     RETRIEVE_TASK: QUERY_QUEUE,
     SEARCH_TASK: QUERY_QUEUE,
+    EMBED_TASK: QUERY_QUEUE,
     GENERATE_TASK: LLM_QUEUE,
     DELIVER_WEBHOOK_TASK: WEBHOOKS_QUEUE,
 }

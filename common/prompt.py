@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from common.citations import strip_markers
+from common.conversation import Turn
 from common.schemas import Citation
 
 SYSTEM = (
@@ -15,14 +17,30 @@ SYSTEM = (
 PASSAGE_TOKEN_CAP = 384
 
 
-def messages(question: str, passages: Sequence[Citation]) -> list[dict[str, str]]:
-    """Chat messages: the instruction, then the numbered passages and the question."""
+def messages(
+    question: str,
+    passages: Sequence[Citation],
+    history: Sequence[Turn] = (),
+    instructions: str = "",
+) -> list[dict[str, str]]:
+    """Chat messages: instruction, earlier turns, then the numbered passages and the question.
+
+    An earlier answer's [n] markers are dropped: they numbered passages of its own turn.
+    """
     numbered = "\n\n".join(
         f"[{n}] {p.title}\n{p.text}" if p.title else f"[{n}] {p.text}"
         for n, p in enumerate(passages, start=1)
     )
     user = f"Passages:\n\n{numbered}\n\nQuestion: {question}" if passages else question
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    system = f"{SYSTEM}\n\n{instructions}" if instructions else SYSTEM
+    earlier = [
+        {
+            "role": t.role,
+            "content": strip_markers(t.content) if t.role == "assistant" else t.content,
+        }
+        for t in history
+    ]
+    return [{"role": "system", "content": system}, *earlier, {"role": "user", "content": user}]
 
 
 def _capped(tokenizer: Any, texts: list[str], limit: int) -> list[str]:
@@ -40,16 +58,28 @@ def render(
     passages: Sequence[Citation],
     max_model_len: int,
     max_tokens: int,
+    history: Sequence[Turn] = (),
+    instructions: str = "",
 ) -> tuple[list[int], list[Citation]]:
-    """Prompt token ids that leave room for the answer, and the passages that fit in it."""
+    """Prompt token ids that leave room for the answer, and the passages that fit in it.
+
+    What does not fit goes in this order: the oldest earlier turns, then the last passages.
+    """
     budget = max_model_len - max_tokens
     texts = _capped(tokenizer, [p.text for p in passages], PASSAGE_TOKEN_CAP) if passages else []
     kept = [p.model_copy(update={"text": t}) for p, t in zip(passages, texts, strict=True)]
+    turns = list(history)
     while True:
         text = tokenizer.apply_chat_template(
-            messages(question, kept), add_generation_prompt=True, tokenize=False
+            messages(question, kept, turns, instructions),
+            add_generation_prompt=True,
+            tokenize=False,
         )
         ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) <= budget or not kept:
+        if len(ids) <= budget or not (kept or turns):
             return ids[-budget:], kept
-        kept.pop()
+        if turns:
+            # A user turn goes with the answer that followed it.
+            del turns[: 2 if len(turns) > 1 and turns[1].role == "assistant" else 1]
+        else:
+            kept.pop()

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     api_url: str = ""
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_question_chars: int = Field(default=2000, ge=1)
+    # A chat completion's whole conversation (every message's text), OpenAI-compatible route.
+    max_conversation_chars: int = Field(default=32000, ge=1)
     max_top_k: int = Field(default=20, ge=1)
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     max_batch_files: int = Field(default=100, ge=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -134,8 +135,18 @@ def generate(
         store.fail(job_id, "deadline_exceeded", "the answer was not ready before its deadline")
         return
     request_id = f"{job_id}-{raw.get('attempts', '0')}"
+    # A chat completion's own sampling options (max_tokens, temperature, top_p, stop, seed).
+    sampling: dict[str, Any] = json.loads(raw.get("sampling") or "{}")
+    max_tokens = min(
+        sampling.pop("max_tokens", None) or settings.llm_max_tokens, settings.llm_max_tokens
+    )
+    temperature = sampling.pop("temperature", None)
     generation = engines.llm().submit(
-        request_id, prompt_ids, settings.llm_max_tokens, settings.llm_temperature
+        request_id,
+        prompt_ids,
+        max_tokens,
+        settings.llm_temperature if temperature is None else temperature,
+        sampling,
     )
     passages = [Citation.model_validate(c) for c in citations]
     streamer = Streamer(

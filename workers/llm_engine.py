@@ -103,17 +103,31 @@ class LLMEngine:
         return AsyncLLM.from_engine_args(args)
 
     def submit(
-        self, request_id: str, prompt_token_ids: list[int], max_tokens: int, temperature: float
+        self,
+        request_id: str,
+        prompt_token_ids: list[int],
+        max_tokens: int,
+        temperature: float,
+        options: dict[str, Any] | None = None,
     ) -> Generation:
-        """Start generating for a tokenized prompt; deltas arrive on the returned Generation."""
+        """Start generating for a tokenized prompt; deltas arrive on the returned Generation.
+
+        `options` are more SamplingParams (`top_p`, `stop`, `seed`).
+        """
         generation = Generation(self, request_id)
         asyncio.run_coroutine_threadsafe(
-            self._pump(generation, prompt_token_ids, max_tokens, temperature), self._loop
+            self._pump(generation, prompt_token_ids, max_tokens, temperature, options or {}),
+            self._loop,
         )
         return generation
 
     async def _pump(
-        self, generation: Generation, prompt: list[int], max_tokens: int, temperature: float
+        self,
+        generation: Generation,
+        prompt: list[int],
+        max_tokens: int,
+        temperature: float,
+        options: dict[str, Any],
     ) -> None:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -124,6 +138,7 @@ class LLMEngine:
             temperature=temperature,
             repetition_penalty=self.settings.llm_repetition_penalty,
             output_kind=RequestOutputKind.DELTA,
+            **options,
         )
         try:
             stream = self._engine.generate(

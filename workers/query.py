@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common import prompt
-from common.contract import GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
+from common import conversation, prompt
+from common.contract import EMBED_TASK, GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
 from common.schemas import (
     AnswerResult,
     Citation,
@@ -17,6 +17,7 @@ from common.schemas import (
     SearchMode,
 )
 from common.settings import get_settings
+from common.sparse import SparseVector
 from common.vectorstore import SearchHit
 from workers import engines
 from workers.base import JobTask
@@ -45,13 +46,15 @@ def search(
     flt: SearchFilter | None = None,
     fusion: SearchFusion | None = None,
     dense: list[float] | None = None,
+    sparse: SparseVector | None = None,
 ) -> list[Citation]:
-    """The tenant's chunks that best match the query (its `dense` vector if known), best first."""
+    """The tenant's chunks that best match the query (its vectors if known), best first."""
     settings = get_settings()
-    sparse = None
     if mode is not SearchMode.SPARSE and dense is None:
         dense = embed(query)
-    if mode is not SearchMode.DENSE:
+    if mode is SearchMode.DENSE:
+        sparse = None
+    elif sparse is None:
         sparse = engines.sparse_encoder().encode_query(query)
     reranker = engines.reranker()
     candidates = max(limit, settings.rerank_candidates) if reranker else limit
@@ -72,6 +75,28 @@ def embed(query: str) -> list[float]:
     """The query's dense vector (normalised, so a dot product is its cosine similarity)."""
     encoded = engines.embedder().encode([query], normalize_embeddings=True, show_progress_bar=False)
     return list(encoded[0].tolist())
+
+
+def conversation_query(
+    question: str, history: list[conversation.Turn], dense: bool
+) -> tuple[str, list[float] | None, SparseVector | None]:
+    """The text, dense vector and BM25 terms that retrieve for the conversation's last question.
+
+    Without earlier questions these are the question's own (the sparse terms are then left to
+    `search`).
+    """
+    earlier = conversation.earlier_questions(history)
+    if not earlier:
+        return question, embed(question) if dense else None, None
+    vector = None
+    if dense:
+        both = engines.embedder().encode(
+            [question, earlier], normalize_embeddings=True, show_progress_bar=False
+        )
+        vector = conversation.dense_query(both[0], both[1])
+    encoder = engines.sparse_encoder()
+    terms = conversation.sparse_query(encoder.encode_query(question), encoder.encode_query(earlier))
+    return f"{earlier}\n{question}", vector, terms
 
 
 def best_similarity(tenant: str, dense: list[float], flt: SearchFilter | None) -> float | None:
@@ -114,8 +139,11 @@ def retrieve(self: JobTask, job_id: str) -> None:
     mode = SearchMode(raw.get("mode") or settings.search_mode)
     min_relevance = float(raw.get("min_relevance") or 0.0)
     needs_dense = mode is not SearchMode.SPARSE or min_relevance > 0
-    dense = embed(raw["question"]) if needs_dense else None
-    passages = search(raw["tenant"], raw["question"], int(raw["top_k"]), mode, flt, dense=dense)
+    history = conversation.loads(raw.get("history"))
+    query, dense, sparse = conversation_query(raw["question"], history, needs_dense)
+    passages = search(
+        raw["tenant"], query, int(raw["top_k"]), mode, flt, dense=dense, sparse=sparse
+    )
     if dense is not None and min_relevance > 0:
         relevance = best_similarity(raw["tenant"], dense, flt)
         if relevance is None or relevance < min_relevance:
@@ -128,6 +156,8 @@ def retrieve(self: JobTask, job_id: str) -> None:
         passages,
         settings.llm_max_model_len,
         settings.llm_max_tokens,
+        history,
+        raw.get("instructions", ""),
     )
     citations = [c.model_dump() for c in used]
     store.emit(job_id, EventName.PASSAGES, citations)
@@ -156,6 +186,20 @@ def search_task(request: dict[str, Any], reply_key: str) -> None:
         reply = {"error": {"code": "invalid_search", "message": str(exc)}}
     except Exception:
         _reply(reply_key, {"error": {"code": "internal_error", "message": "the search failed"}})
+        raise
+    _reply(reply_key, reply)
+
+
+@app.task(name=EMBED_TASK, ignore_result=True)
+def embed_task(texts: list[str], reply_key: str) -> None:
+    """Embed texts with the indexing model; push their vectors and token count, or an error."""
+    try:
+        model = engines.embedder()
+        vectors = model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+        tokens = sum(len(ids) for ids in model.tokenizer(texts)["input_ids"])
+        reply = {"vectors": vectors.tolist(), "tokens": tokens}
+    except Exception:
+        _reply(reply_key, {"error": {"code": "internal_error", "message": "the embedding failed"}})
         raise
     _reply(reply_key, reply)
 

@@ -54,8 +54,10 @@ class JobService:
             raise
         return job_id
 
-    async def submit_answer(self, tenant: str, body: AnswerIn) -> JobAccepted:
-        """Queue an answer job."""
+    async def submit_answer(
+        self, tenant: str, body: AnswerIn, extra: dict[str, str] | None = None
+    ) -> JobAccepted:
+        """Queue an answer job (`extra`: more fields of its record, such as a conversation)."""
         question = inputs.text(body.question, "question", self.settings.max_question_chars)
         top_k, deadline_s = body.top_k, body.deadline_s
         inputs.top_k(top_k, self.settings.max_top_k)
@@ -74,6 +76,7 @@ class JobService:
         }
         if body.filter is not None:
             fields["filter"] = body.filter.model_dump_json(exclude_none=True)
+        fields.update(extra or {})
         webhook_url = await self.vet_webhook(body.webhook_url)
         job_id = await self.enqueue(
             RETRIEVE_TASK, JobKind.ANSWER, tenant, fields, webhook_url=webhook_url

@@ -6,6 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from common import prompt
+from common.conversation import Turn
 from common.models import llm_model_path
 from common.schemas import Citation
 from common.settings import Settings
@@ -36,3 +37,31 @@ def test_prompt_leaves_room_for_the_answer(tokenizer) -> None:  # type: ignore[n
     assert 0 < len(kept) < 10
     assert [p.document_id for p in kept] == [f"d{n}" for n in range(len(kept))]
     assert all(len(tokenizer(p.text)["input_ids"]) <= prompt.PASSAGE_TOKEN_CAP + 2 for p in kept)
+
+
+def test_earlier_turns_come_before_the_question_without_their_markers(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    history = [
+        Turn(role="user", content="What is the Zorblat telescope?"),
+        Turn(role="assistant", content="A radio telescope on Mount Kestrel [1]."),
+    ]
+    ids, _ = prompt.render(
+        tokenizer, "Who funded it?", [passage(1, 5)], 2048, 256, history, "Answer in French."
+    )
+    text = tokenizer.decode(ids)
+    assert "Answer in French." in text
+    assert text.index("Zorblat telescope?") < text.index("Mount Kestrel.") < text.index("[1] T1")
+    assert "Kestrel [1]" not in text
+    assert text.index("[1] T1") < text.index("Question: Who funded it?")
+
+
+def test_oldest_turns_go_first_when_the_conversation_does_not_fit(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    history = []
+    for n in range(8):
+        history.append(Turn(role="user", content=f"question {n} " + "word " * 150))
+        history.append(Turn(role="assistant", content=f"answer {n} " + "word " * 150))
+    ids, kept = prompt.render(tokenizer, "Q?", [passage(1, 50)], 1024, 256, history)
+    text = tokenizer.decode(ids)
+    assert len(ids) <= 1024 - 256
+    assert [p.document_id for p in kept] == ["d1"]  # passages stay while turns can go
+    assert "question 0 " not in text and "answer 7 " in text
+    assert "Question: Q?" in text

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import errors, metrics
+from api import console, errors, metrics
 from api.body_limit import BodyLimit
 from api.errors import ErrorBody
 from api.routers import answers, documents, health, jobs, search, webhooks
@@ -97,4 +97,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in authenticated:
         app.include_router(router, responses=AUTHENTICATED_ERRORS)
     app.include_router(health.router)
+    console.mount(app)
     return app

@@ -60,7 +60,12 @@ export function render(main) {
     return { item, bar, state, name };
   }
 
+  const announced = main.querySelector("#uploads-status");
   function setState(entry, state, text, fraction) {
+    if (["ready", "failed", "cancelled"].includes(state) && entry.item.dataset.state !== state) {
+      // Screen readers hear each file as it ends, not every step of every bar.
+      announced.textContent = `${entry.name}: ${text}`;
+    }
     entry.item.dataset.state = state;
     entry.state.textContent = text;
     if (fraction === null) entry.bar.removeAttribute("value");

@@ -155,6 +155,9 @@ def test_commands_in_another_folder_find_the_service_and_down_stops_it(tmp_path:
             assert time.monotonic() < deadline, shown
             time.sleep(0.2)
         assert "workers: ingest ready, query ready, llm ready" in shown, shown
+        console = f"http://127.0.0.1:{env['RAGQ_API_PORT']}/console/"
+        assert f"console   {console}" in shown, shown
+        assert httpx.get(console).status_code == 200
         status = cli("status")
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"pid {up.pid}" in status.stdout and "ready     yes" in status.stdout

@@ -130,6 +130,9 @@ export function render(main) {
         status.textContent = "Connection lost; resuming…";
       },
       onEvent: ({ event, data }) => {
+        if (status.textContent.startsWith("Connection lost")) {
+          status.textContent = streamed ? "Generating…" : "Retrieving passages…";
+        }
         if (event === "passages") {
           showPassages(data);
           status.textContent = "Generating…";

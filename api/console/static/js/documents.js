@@ -128,8 +128,15 @@ export function render(main) {
     const { jobs } = await api("/v1/jobs?kind=ingest&limit=200");
     const records = new Map(jobs.map((job) => [job.job_id, job]));
     for (const [jobId, entry] of [...tracked]) {
-      const record = records.get(jobId) ?? (await api(`/v1/jobs/${encodeURIComponent(jobId)}`));
-      await show(entry, record);
+      try {
+        const record = records.get(jobId) ?? (await api(`/v1/jobs/${encodeURIComponent(jobId)}`));
+        await show(entry, record);
+      } catch (error) {
+        if (error.status === 401) throw error;
+        // This file's job or document is gone (expired, deleted): its bar says so and stops.
+        tracked.delete(jobId);
+        setState(entry, "failed", error.shown ?? String(error), 0);
+      }
     }
   }
 

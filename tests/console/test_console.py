@@ -166,11 +166,13 @@ def test_ask_streams_the_answer_and_opens_a_cited_passage(
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     fact = f"The Quarn lighthouse {tag} was built in 1871 by the engineer Maren Tolle."
-    ingest_text(http, f"{fact} Its lamp burns whale oil. " * 6, f"Quarn lighthouse {tag}")
+    title = f"Quarn lighthouse {tag}"
+    document_id = ingest_text(http, f"{fact} Its lamp burns whale oil. " * 6, title)["document_id"]
     sign_in(page, service.api_key, "ask")
     page.get_by_label("Question").fill(f"Who built the Quarn lighthouse {tag}?")
     page.get_by_label("Passages (top_k)").fill("3")
     page.get_by_label("Mode").select_option("hybrid")
+    page.get_by_label("Only these documents").select_option(label=title)
     # Record what the answer region shows while the job still runs: text streams in.
     page.locator("#answer").evaluate(
         """answer => {
@@ -187,6 +189,8 @@ def test_ask_streams_the_answer_and_opens_a_cited_passage(
     job_id = answer.get_attribute("data-job")
     result = http.get(f"/v1/jobs/{job_id}").json()["result"]
     assert result["answer"].strip()
+    assert 1 <= len(result["citations"]) <= 3
+    assert {c["document_id"] for c in result["citations"]} == {document_id}  # the filter
     # What streamed is exactly the answer: nothing lost, nothing repeated, no correction needed.
     expect(answer).to_have_text(result["answer"])
     assert answer.get_attribute("data-resynced") is None

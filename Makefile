@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: up test install lint lifecycle
+.PHONY: up test install lint lifecycle chromium
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,17 @@ install: $(STAMP)
 up: install
 	$(BIN)/ragq up
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest
+
+# The web console's browser tests (tests/console) drive Debian's Chromium headless: Playwright's
+# own browser downloads are not used. Installed when missing, where apt-get may run; elsewhere the
+# tests say why they are skipped (and fail under CI).
+CHROMIUM ?= $(or $(RAGQ_CHROMIUM),/usr/bin/chromium)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+chromium:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; } \
+		|| echo "no Chromium at $(CHROMIUM): the browser tests will be skipped"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy .

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import errors, metrics
+from api import console, errors, metrics
 from api.body_limit import BodyLimit
 from api.errors import ErrorBody
 from api.routers import answers, documents, health, jobs, openai, search, webhooks
@@ -102,4 +102,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, responses=AUTHENTICATED_ERRORS)
     app.include_router(openai.router)  # its own error shape: see api.openai_schemas
     app.include_router(health.router)
+    console.mount(app)
     return app

@@ -72,6 +72,7 @@ def up(timeout: float) -> None:
         console.print(
             f"[green]ragq is up[/green]\n"
             f"  API       {settings.base_url}  (docs: {settings.base_url}/docs)\n"
+            f"  console   {settings.base_url}/console/  (sign in with the API key)\n"
             f"  API key   {_shown_key(supervisor)}\n"
             f"  Redis     {redis_url}\n"
             f"  vectors   {settings.qdrant_url or settings.vector_path.resolve()}\n"

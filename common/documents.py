@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from common.clock import now_iso
 from common.keys import content_key, doc_key, listing_key
@@ -47,6 +47,7 @@ VERSION_FIELDS = (
     "chunks",
     "metadata",
     "req_title",
+    "size_bytes",
 )
 
 # Settles a document whose latest request (ARGV[1]) ended without completing: the live version
@@ -69,7 +70,7 @@ if live and live ~= '' then
   redis.call('HSET', doc, 'status', 'ready', 'job_id', v.job_id,
     'content_sha256', v.content_sha256, 'title', v.title, 'filename', v.filename,
     'chunks', v.chunks, 'metadata', v.metadata, 'req_title', v.req_title,
-    'error', ARGV[3], 'updated_at', ARGV[4])
+    'size_bytes', v.size_bytes or '', 'error', ARGV[3], 'updated_at', ARGV[4])
   redis.call('HSET', KEYS[3], v.content_sha256, id)
   return 1
 end
@@ -97,6 +98,7 @@ class DocumentInfo(BaseModel):
     created_at: str
     updated_at: str
     error: str | None = None
+    size_bytes: int | None = Field(default=None, description="The uploaded content's size.")
 
 
 # Sets fields (ARGV[2:]) of a document hash (KEYS[1]) only while ARGV[1] is its latest request.
@@ -139,4 +141,5 @@ def info_from_hash(raw: Mapping[str, str]) -> DocumentInfo:
         created_at=raw["created_at"],
         updated_at=raw["updated_at"],
         error=raw.get("error") or None,
+        size_bytes=int(raw["size_bytes"]) if raw.get("size_bytes") else None,
     )

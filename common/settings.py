@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     flower_port: int = Field(default=5555, ge=0, le=65535)
     flower_basic_auth: str = "ragq:ragq"
+    # Links of the web console (empty: Flower beside the API on RAGQ_FLOWER_PORT; no Grafana).
+    flower_url: str = ""
+    grafana_url: str = ""
     shutdown_grace_s: float = Field(default=30.0, gt=0.0)
 
     # Workers.

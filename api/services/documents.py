@@ -102,6 +102,7 @@ class DocumentService:
             "status": DocumentStatus.QUEUED.value,
             "chunks": current.get("chunks", "0"),
             "content_sha256": sha,
+            "size_bytes": str(len(upload.data)),
             "job_id": job_id,
             "created_at": current.get("created_at", now),
             "updated_at": now,

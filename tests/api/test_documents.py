@@ -157,3 +157,21 @@ def test_batch_upload_and_document_listing(http: httpx.Client) -> None:
         assert by_id[job["document_id"]]["status"] == "ready"
         assert by_id[job["document_id"]]["chunks"] == 1
     assert http.get("/v1/batches/unknown").status_code == 404
+
+
+def test_size_is_the_live_versions_and_a_failed_update_restores_it(http: httpx.Client) -> None:
+    first = b"The Saltmere ferry leaves at nine. " * 10
+    response = http.post(
+        "/v1/documents", files={"file": ("ferry.txt", first)}, data={"document_id": "sizes"}
+    )
+    assert wait_job(http, response.json()["job_id"])["status"] == "succeeded"
+    assert http.get("/v1/documents/sizes").json()["size_bytes"] == len(first)
+    update = http.post(
+        "/v1/documents",
+        files={"file": ("ferry.bin", b"\x00\x01" * 700)},
+        data={"document_id": "sizes"},
+    )
+    assert wait_job(http, update.json()["job_id"])["status"] == "failed"
+    restored = http.get("/v1/documents/sizes").json()
+    assert restored["status"] == "ready" and restored["error"] == "unsupported_format"
+    assert restored["size_bytes"] == len(first)

@@ -156,6 +156,9 @@ def test_commands_in_another_folder_find_the_service_and_down_stops_it(tmp_path:
             time.sleep(0.2)
         assert "ingest+query loading the embedding model" in shown, shown
         assert "llm starting vLLM" in shown and "ingest+query+llm ready" in shown, shown
+        console = f"http://127.0.0.1:{env['RAGQ_API_PORT']}/console/"
+        assert f"console   {console}" in shown, shown
+        assert httpx.get(console).status_code == 200
         status = cli("status")
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"pid {up.pid}" in status.stdout and "ready     yes" in status.stdout

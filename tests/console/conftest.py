@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, Service
+from tests.conftest import Service
 
 # The README's screenshots are refreshed with RAGQ_SCREENSHOTS_DIR=docs/screenshots; other runs
 # still take them, into a scratch folder, so that the tracked files change only on purpose.

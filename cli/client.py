@@ -22,6 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from cli import render
 from cli.files import Skipped, select
 
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -278,20 +279,6 @@ def _print_final(record: dict[str, Any]) -> int:
     if result.get("finish_reason") == "length":
         tokens = (result.get("usage") or {}).get("completion_tokens", "?")
         print(f"[answer cut at {tokens} tokens: RAGQ_LLM_MAX_TOKENS]")
-    citations = result["citations"]
-    cited = [c for c in citations if c.get("cited")]
-    others = [c for c in citations if not c.get("cited")]
-    if cited:
-        print("\nSources:")
-    for n, citation in enumerate(cited, start=1):
-        print(f"  [{n}] {_origin(citation)}")
-    if others:
-        print("\nAlso retrieved:")
-    for citation in others:
-        print(f"  - {_origin(citation)}")
+    for line in render.sources(result):
+        print(line)
     return 0
-
-
-def _origin(citation: dict[str, Any]) -> str:
-    page = f", page {citation['page']}" if citation.get("page") else ""
-    return f"{citation['title']}{page}  ({citation.get('source') or citation['document_id']})"

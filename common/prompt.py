@@ -9,15 +9,8 @@ from common.schemas import Citation
 
 SYSTEM = (
     "You answer the user's question using only the numbered passages provided. "
-    "End every sentence with the number of the passage it comes from, in square brackets. "
-    "If the passages do not contain the answer, say that you do not know.\n\n"
-    # A worked example: small models copy a pattern they are shown more readily than they follow
-    # an instruction (measured in bench/attribution.py; see README, Citations).
-    "Example.\n"
-    "Passages:\n\n[1] Copper\nCopper melts at 1085 °C and conducts electricity well.\n\n"
-    "[2] Iron\nIron rusts in water and air.\n\n"
-    "Question: When does copper melt?\n"
-    "Answer: Copper melts at 1085 °C [1]."
+    "Cite every passage you use with its number in square brackets, like [1] or [2]. "
+    "If the passages do not contain the answer, say that you do not know."
 )
 PASSAGE_TOKEN_CAP = 384
 

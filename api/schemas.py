@@ -10,6 +10,7 @@ from common.documents import DocumentInfo
 from common.schemas import (
     MAX_ID_CHARS,
     Citation,
+    CitationMode,
     JobRecord,
     JobStatus,
     JsonObject,
@@ -77,6 +78,13 @@ class AnswerIn(RequestModel):
         le=1.0,
         description="Answer only if the best passage's cosine similarity to the question is at "
         "least this (default: RAGQ_MIN_RELEVANCE; 0: always generate).",
+    )
+    citation_mode: CitationMode | None = Field(
+        default=None,
+        strict=False,
+        description="How citations are found: `markers` (the model's [n] markers), "
+        "`attribution` (each sentence to the passages that support it) or `both` "
+        "(default: RAGQ_CITATION_MODE).",
     )
 
 

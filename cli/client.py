@@ -18,8 +18,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from cli import render
 from ragq_client import (
-    Citation,
     Client,
     Ingestion,
     JobRecord,
@@ -162,19 +162,6 @@ def _print_final(record: JobRecord) -> int:
     if result.finish_reason == "length":
         tokens = result.usage.completion_tokens if result.usage else "?"
         print(f"[answer cut at {tokens} tokens: RAGQ_LLM_MAX_TOKENS]")
-    cited = [c for c in result.citations if c.cited]
-    others = [c for c in result.citations if not c.cited]
-    if cited:
-        print("\nSources:")
-    for n, citation in enumerate(cited, start=1):
-        print(f"  [{n}] {_origin(citation)}")
-    if others:
-        print("\nAlso retrieved:")
-    for citation in others:
-        print(f"  - {_origin(citation)}")
+    for line in render.sources(result.model_dump(mode="json")):
+        print(line)
     return 0
-
-
-def _origin(citation: Citation) -> str:
-    page = f", page {citation.page}" if citation.page else ""
-    return f"{citation.title}{page}  ({citation.source or citation.document_id})"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from common.schemas import Citation
 
 # "[3]", "[1, 2]", "[1;4]", with optional spaces inside, and the spaces before it.
-_MARKER = re.compile(r"(\s*)\[\s*(\d{1,4}(?:\s*[,;]\s*\d{1,4})*)\s*\]")
+MARKER = re.compile(r"(\s*)\[\s*(\d{1,4}(?:\s*[,;]\s*\d{1,4})*)\s*\]")
 # What may still become a marker once more text arrives: held back until it is decided.
 _OPEN_TAIL = re.compile(r"\s*\[[\d\s,;]{0,24}$|\s+$")
 
@@ -52,7 +52,7 @@ class MarkerRewriter:
         return cited + rest
 
     def _rewrite(self, text: str) -> str:
-        return _MARKER.sub(self._replace, text)
+        return MARKER.sub(self._replace, text)
 
     def _replace(self, match: re.Match[str]) -> str:
         numbers: list[int] = []
@@ -72,7 +72,7 @@ class MarkerRewriter:
 
 def strip_markers(text: str) -> str:
     """The text without its citation markers."""
-    return _MARKER.sub("", text)
+    return MARKER.sub("", text)
 
 
 def rewrite(text: str, passages: Sequence[Citation]) -> tuple[str, list[Citation]]:

@@ -184,6 +184,26 @@ class Progress(BaseModel):
     total: int = 0
 
 
+class CitationMode(StrEnum):
+    """How an answer's citations are found: the model's `[n]` markers, attribution, or both."""
+
+    MARKERS = "markers"
+    ATTRIBUTION = "attribution"
+    BOTH = "both"
+
+
+class Span(BaseModel):
+    """A sentence of the answer: `text == answer[start:end]`, offsets in Unicode code points."""
+
+    start: int
+    end: int
+    text: str
+    support: float = Field(
+        description="How much of the sentence's terms the passage holds (0 to 1, IDF-weighted); "
+        "for an unsupported sentence, the best any passage reached."
+    )
+
+
 class Citation(BaseModel):
     """A retrieved passage: one the answer's model was given, or a search hit."""
 
@@ -197,6 +217,19 @@ class Citation(BaseModel):
         default=None,
         description="In an answer: whether the answer cites it; cited passages come first, "
         "numbered as the answer's [n] markers, then those only retrieved.",
+    )
+    marker: int | None = Field(
+        default=None,
+        description="In an answer: the number of the `[n]` markers the answer's text holds for "
+        "this passage (its position in the list), or null if the text does not mark it.",
+    )
+    spans: list[Span] = Field(
+        default_factory=list,
+        description="In an answer: the sentences of the answer this passage supports.",
+    )
+    support: float | None = Field(
+        default=None,
+        description="In an answer: the best support this passage gives any of its sentences.",
     )
 
 
@@ -226,6 +259,13 @@ class AnswerResult(BaseModel):
     )
     reason: str | None = Field(
         default=None, description="Why not grounded: `no_relevant_passages`."
+    )
+    unsupported: list[Span] = Field(
+        default_factory=list,
+        description="The answer's sentences that no passage supports (by `citation_mode`).",
+    )
+    citation_mode: CitationMode | None = Field(
+        default=None, description="How the citations were found."
     )
     relevance: float | None = Field(
         default=None,

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from common.schemas import SearchFusion, SearchMode
+from common.schemas import CitationMode, SearchFusion, SearchMode
 
 Environment = Literal["development", "production"]
 
@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     llm_enforce_eager: bool | None = None
     llm_cpu_kvcache_gib: int = Field(default=2, ge=1)
     answer_deadline_s: float = Field(default=300.0, gt=0.0)
+    # Citations: the model's [n] markers, attribution of each sentence to the passages that
+    # support it, or both; a sentence needs this support (0 to 1) from a passage to cite it.
+    citation_mode: CitationMode = CitationMode.BOTH
+    attribution_min_support: float = Field(default=0.5, ge=0.0, le=1.0)
     # After an answer's first text, token events go out at most this often.
     llm_stream_interval_s: float = Field(default=0.25, ge=0.0)
 

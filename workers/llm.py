@@ -10,9 +10,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from common.attribution import attribute
 from common.citations import MarkerRewriter
 from common.contract import GENERATE_TASK
-from common.schemas import AnswerResult, Citation, EventName, JobStatus, Usage
+from common.schemas import AnswerResult, Citation, CitationMode, EventName, JobStatus, Usage
 from common.settings import get_settings
 from common.telemetry import LLM_TOKENS, LLM_TTFT
 from workers import draining, engines
@@ -160,9 +161,16 @@ def generate(
     if outcome is Outcome.DEADLINE_EXCEEDED:
         store.fail(job_id, outcome.value, f"the answer took longer than {deadline_s:g} s")
     elif outcome is Outcome.SUCCEEDED:
+        answer = "".join(streamer.parts)
+        mode = CitationMode(raw.get("citation_mode") or settings.citation_mode)
+        attribution = attribute(
+            answer, passages, streamer.rewriter.order, mode, settings.attribution_min_support
+        )
         result = AnswerResult(
-            answer="".join(streamer.parts),
-            citations=streamer.rewriter.arrange(passages),
+            answer=answer,
+            citations=attribution.citations,
+            unsupported=attribution.unsupported,
+            citation_mode=mode,
             usage=streamer.usage(),
             finish_reason=streamer.finish_reason,
         )

@@ -70,6 +70,7 @@ class JobService:
             "total": "2",
             "deadline_s": str(deadline),
             "mode": (body.mode or self.settings.search_mode).value,
+            "citation_mode": (body.citation_mode or self.settings.citation_mode).value,
             "min_relevance": str(
                 self.settings.min_relevance if body.min_relevance is None else body.min_relevance
             ),

@@ -45,6 +45,7 @@ from ragq_client.models import (
     BatchAccepted,
     BatchStatus,
     Citation,
+    CitationMode,
     DeliveryAttempt,
     DeliveryLog,
     DeliveryState,
@@ -62,6 +63,7 @@ from ragq_client.models import (
     SearchFusion,
     SearchMode,
     SearchOut,
+    Span,
     Usage,
 )
 from ragq_client.retry import NO_RETRY, RetryPolicy
@@ -79,6 +81,7 @@ __all__ = [
     "BatchAccepted",
     "BatchStatus",
     "Citation",
+    "CitationMode",
     "CitationsEvent",
     "Client",
     "Conflict",
@@ -121,6 +124,7 @@ __all__ = [
     "ServerError",
     "ServiceUnavailable",
     "Skipped",
+    "Span",
     "StatusEvent",
     "StreamLost",
     "TokenEvent",

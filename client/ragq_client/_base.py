@@ -24,6 +24,7 @@ from ragq_client.files import Skipped
 from ragq_client.models import (
     AnswerIn,
     BatchStatus,
+    CitationMode,
     DocumentIn,
     JobAccepted,
     JobRecord,
@@ -238,6 +239,7 @@ def submit_answer(
     min_relevance: float | None,
     webhook_url: str | None,
     key: str | None,
+    citation_mode: CitationMode | str | None = None,
 ) -> Call:
     """`POST /v1/answers`."""
     fields: dict[str, Any] = {
@@ -248,6 +250,7 @@ def submit_answer(
         "deadline_s": deadline_s,
         "min_relevance": min_relevance,
         "webhook_url": webhook_url,
+        "citation_mode": citation_mode,
     }
     body = AnswerIn.model_validate({k: v for k, v in fields.items() if v is not None})
     return Call(

@@ -28,6 +28,7 @@ from ragq_client.models import (
     Answer,
     BatchAccepted,
     BatchStatus,
+    CitationMode,
     DeliveryLog,
     DocumentInfo,
     DocumentList,
@@ -414,12 +415,21 @@ class AsyncClient:
         filter: SearchFilter | Mapping[str, Any] | None = None,
         deadline_s: float | None = None,
         min_relevance: float | None = None,
+        citation_mode: CitationMode | str | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> JobAccepted:
         """Queue a question; its job (follow it with `wait`, `events` or a webhook)."""
         call = base.submit_answer(
-            question, top_k, mode, filter, deadline_s, min_relevance, webhook_url, idempotency_key
+            question,
+            top_k,
+            mode,
+            filter,
+            deadline_s,
+            min_relevance,
+            webhook_url,
+            idempotency_key,
+            citation_mode,
         )
         return await self._call(call, JobAccepted)
 
@@ -433,6 +443,7 @@ class AsyncClient:
         filter: SearchFilter | Mapping[str, Any] | None = ...,
         deadline_s: float | None = ...,
         min_relevance: float | None = ...,
+        citation_mode: CitationMode | str | None = ...,
         idempotency_key: str | None = ...,
         timeout: float | None = ...,
         stream: Literal[False] = ...,
@@ -447,6 +458,7 @@ class AsyncClient:
         filter: SearchFilter | Mapping[str, Any] | None = ...,
         deadline_s: float | None = ...,
         min_relevance: float | None = ...,
+        citation_mode: CitationMode | str | None = ...,
         idempotency_key: str | None = ...,
         timeout: float | None = ...,
         stream: Literal[True],
@@ -460,6 +472,7 @@ class AsyncClient:
         filter: SearchFilter | Mapping[str, Any] | None = None,
         deadline_s: float | None = None,
         min_relevance: float | None = None,
+        citation_mode: CitationMode | str | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         stream: bool = False,
@@ -474,6 +487,7 @@ class AsyncClient:
             filter=filter,
             deadline_s=deadline_s,
             min_relevance=min_relevance,
+            citation_mode=citation_mode,
             idempotency_key=idempotency_key,
         )
         if stream:

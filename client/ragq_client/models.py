@@ -60,6 +60,14 @@ class SearchFusion(StrEnum):
     DBSF = "dbsf"
 
 
+class CitationMode(StrEnum):
+    """How an answer's citations are found: the model's `[n]` markers, attribution, or both."""
+
+    MARKERS = "markers"
+    ATTRIBUTION = "attribution"
+    BOTH = "both"
+
+
 class DocumentStatus(StrEnum):
     """Where a document stands."""
 
@@ -107,6 +115,7 @@ class AnswerIn(Request):
     deadline_s: float | None = None
     webhook_url: str | None = None
     min_relevance: float | None = None
+    citation_mode: CitationMode | None = None
 
 
 class SearchIn(Request):
@@ -133,6 +142,15 @@ class Progress(Record):
     total: int = 0
 
 
+class Span(Record):
+    """A sentence of the answer: `text == answer[start:end]`, offsets in Unicode code points."""
+
+    start: int
+    end: int
+    text: str
+    support: float
+
+
 class Citation(Record):
     """A retrieved passage: one the answer's model was given, or a search hit."""
 
@@ -143,6 +161,9 @@ class Citation(Record):
     source: str | None = None
     page: int | None = None
     cited: bool | None = None
+    marker: int | None = None
+    spans: list[Span] = Field(default_factory=list)
+    support: float | None = None
 
 
 class Usage(Record):
@@ -163,6 +184,8 @@ class AnswerResult(Record):
     finish_reason: str | None = None
     grounded: bool = True
     reason: str | None = None
+    unsupported: list[Span] = Field(default_factory=list)
+    citation_mode: CitationMode | None = None
     relevance: float | None = None
 
 
@@ -245,6 +268,7 @@ class DocumentInfo(Record):
     created_at: str
     updated_at: str
     error: str | None = None
+    size_bytes: int | None = None
 
 
 class DocumentList(Record):

@@ -28,6 +28,7 @@ from ragq_client.models import (
     Answer,
     BatchAccepted,
     BatchStatus,
+    CitationMode,
     DeliveryLog,
     DocumentInfo,
     DocumentList,
@@ -408,12 +409,21 @@ class Client:
         filter: SearchFilter | Mapping[str, Any] | None = None,
         deadline_s: float | None = None,
         min_relevance: float | None = None,
+        citation_mode: CitationMode | str | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> JobAccepted:
         """Queue a question; its job (follow it with `wait`, `events` or a webhook)."""
         call = base.submit_answer(
-            question, top_k, mode, filter, deadline_s, min_relevance, webhook_url, idempotency_key
+            question,
+            top_k,
+            mode,
+            filter,
+            deadline_s,
+            min_relevance,
+            webhook_url,
+            idempotency_key,
+            citation_mode,
         )
         return self._call(call, JobAccepted)
 
@@ -427,6 +437,7 @@ class Client:
         filter: SearchFilter | Mapping[str, Any] | None = ...,
         deadline_s: float | None = ...,
         min_relevance: float | None = ...,
+        citation_mode: CitationMode | str | None = ...,
         idempotency_key: str | None = ...,
         timeout: float | None = ...,
         stream: Literal[False] = ...,
@@ -441,6 +452,7 @@ class Client:
         filter: SearchFilter | Mapping[str, Any] | None = ...,
         deadline_s: float | None = ...,
         min_relevance: float | None = ...,
+        citation_mode: CitationMode | str | None = ...,
         idempotency_key: str | None = ...,
         timeout: float | None = ...,
         stream: Literal[True],
@@ -454,6 +466,7 @@ class Client:
         filter: SearchFilter | Mapping[str, Any] | None = None,
         deadline_s: float | None = None,
         min_relevance: float | None = None,
+        citation_mode: CitationMode | str | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         stream: bool = False,
@@ -468,6 +481,7 @@ class Client:
             filter=filter,
             deadline_s=deadline_s,
             min_relevance=min_relevance,
+            citation_mode=citation_mode,
             idempotency_key=idempotency_key,
         )
         if stream:

@@ -99,14 +99,15 @@ def test_answer_markers_match_its_citations(http: httpx.Client, corpus: dict[str
     record = wait_job(http, http.post("/v1/answers", json=body).json()["job_id"])
     assert record["status"] == "succeeded", record
     result = record["result"]
-    cited = [c for c in result["citations"] if c["cited"]]
-    # Cited passages come first, then those only retrieved.
-    assert [c["cited"] for c in result["citations"]] == [True] * len(cited) + [False] * (
-        len(result["citations"]) - len(cited)
-    )
+    citations = result["citations"]
     groups = re.findall(r"\[([\d, ]+)\]", result["answer"])
     markers = {int(n) for group in groups for n in group.split(",")}
-    assert markers == set(range(1, len(cited) + 1))
+    # Marked passages come first, [n] at position n; then the other cited ones, then the rest.
+    assert markers == set(range(1, len(markers) + 1))
+    assert [c["marker"] for c in citations[: len(markers)]] == sorted(markers)
+    rest = citations[len(markers) :]
+    assert all(c["marker"] is None for c in rest)
+    assert [c["cited"] for c in rest] == sorted((c["cited"] for c in rest), reverse=True)
 
 
 @pytest.mark.parametrize(

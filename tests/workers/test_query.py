@@ -25,6 +25,9 @@ def test_a_hit_becomes_a_citation_with_its_source_and_page() -> None:
         "source": "manual.pdf",
         "page": 3,
         "cited": None,
+        "marker": None,
+        "spans": [],
+        "support": None,
     }
 
 

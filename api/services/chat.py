@@ -214,12 +214,6 @@ class ChatService:
         )
         return accepted.job_id, deadline
 
-    async def _finished(self, tenant: str, job_id: str) -> JobRecord:
-        record = await self.store.get(job_id, tenant)
-        if record is None:
-            raise ApiError(404, "job_not_found", f"the job {job_id} expired")
-        return record
-
     async def complete(
         self,
         tenant: str,
@@ -256,7 +250,7 @@ class ChatService:
         if waiting.cancelled_caught:
             await self.store.cancel(job_id, ErrorInfo(code="deadline_exceeded", message="timeout"))
             raise ApiError(504, "deadline_exceeded", "the answer was not ready in time")
-        record = await self._finished(tenant, job_id)
+        record = await self.jobs.get(tenant, job_id)
         result = self._result(record)
         return ChatCompletion(
             id=f"chatcmpl-{job_id}",
@@ -325,7 +319,7 @@ class ChatService:
                 if event.event == EventName.TOKEN.value:
                     yield chunk(Delta(content=json.loads(event.data)["text"]))
             done = True
-            record = await self._finished(tenant, job_id)
+            record = await self.jobs.get(tenant, job_id)
             try:
                 result = self._result(record)
             except ApiError as exc:

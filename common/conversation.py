@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from pydantic import BaseModel
 
 from common.sparse import SparseVector
+
+if TYPE_CHECKING:  # numpy is a worker dependency; the API only reads and writes turns
+    import numpy as np
 
 EARLIER_WEIGHT = 0.6
 EARLIER_TURNS = 3  # the user's last questions before this one that retrieval looks at
@@ -47,6 +49,8 @@ def earlier_questions(history: Sequence[Turn]) -> str:
 
 def dense_query(question: np.ndarray, earlier: np.ndarray | None) -> list[float]:
     """The question's vector with the earlier questions' one added at a lower weight, normalised."""
+    import numpy as np
+
     vector = question if earlier is None else question + EARLIER_WEIGHT * earlier
     norm = float(np.linalg.norm(vector)) or 1.0
     return list((vector / norm).tolist())

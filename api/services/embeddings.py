@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 import uuid
 
-import numpy as np
 import redis.asyncio as aioredis
 from celery import Celery
 from starlette.concurrency import run_in_threadpool
@@ -85,4 +85,4 @@ class EmbeddingService:
 
 def _encoded(vector: list[float]) -> str:
     """A vector as base64 of little-endian float32, as OpenAI's `encoding_format=base64`."""
-    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

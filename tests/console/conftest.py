@@ -37,9 +37,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """A headless Chromium for the session."""
+    """A headless Chromium for the console tests. Closed after them: while Playwright's sync API
+    is open, an event loop runs in the main thread, and later tests' asyncio.run would fail."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 from benchdata import CORPUS, QRELS, QUERIES, add_data_argument, data_folder
-from grounding import read_jsonl, read_qrels
+from grounding import judged_claims
 from httpx_sse import aconnect_sse
 
 from cli.supervisor import free_port, running
@@ -173,12 +173,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     folder = data_folder(parser, args.data, [CORPUS, QUERIES, QRELS])
-    corpus = read_jsonl(folder / CORPUS)
-    queries = read_jsonl(folder / QUERIES)
-    qrels = read_qrels(folder / QRELS)
-
-    judged = sorted(q for q in qrels if q in queries)
-    random.Random(args.seed).shuffle(judged)
+    found = judged_claims(folder, args.seed)
+    corpus, queries, qrels, judged = found.corpus, found.queries, found.qrels, found.judged
     chosen = judged[: args.limit]
     kept = set().union(*(qrels[q] for q in chosen)) & set(corpus)
     others = sorted(set(corpus) - kept)

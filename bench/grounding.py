@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,25 @@ def read_qrels(path: Path) -> dict[str, set[str]]:
     return relevant
 
 
+@dataclass(frozen=True)
+class Claims:
+    """A BEIR folder's abstracts, claims and judgements, with the judged claim ids shuffled."""
+
+    corpus: dict[str, dict[str, str]]
+    queries: dict[str, dict[str, str]]
+    qrels: dict[str, set[str]]
+    judged: list[str]
+
+
+def judged_claims(folder: Path, seed: int) -> Claims:
+    """Read the folder; its judged claims in an order shuffled by `seed`."""
+    queries = read_jsonl(folder / QUERIES)
+    qrels = read_qrels(folder / QRELS)
+    judged = sorted(q for q in qrels if q in queries)
+    random.Random(seed).shuffle(judged)
+    return Claims(read_jsonl(folder / CORPUS), queries, qrels, judged)
+
+
 def main() -> None:
     """Measure and print the table, then one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -82,12 +102,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     folder = data_folder(parser, args.data, [CORPUS, QUERIES, QRELS])
-    corpus = read_jsonl(folder / CORPUS)
-    queries = read_jsonl(folder / QUERIES)
-    qrels = read_qrels(folder / QRELS)
-
-    judged = sorted(q for q in qrels if q in queries)
-    random.Random(args.seed).shuffle(judged)
+    claims = judged_claims(folder, args.seed)
+    corpus, queries, qrels, judged = claims.corpus, claims.queries, claims.qrels, claims.judged
     answerable = judged[: args.answerable]
     unanswerable = judged[args.answerable : args.answerable + args.unanswerable]
     kept = set().union(*(qrels[q] for q in answerable))

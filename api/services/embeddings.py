@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import base64
-import json
 import struct
-import uuid
 
 import redis.asyncio as aioredis
 from celery import Celery
-from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from api.openai_schemas import (
@@ -20,8 +17,8 @@ from api.openai_schemas import (
     EmbeddingsIn,
     EmbeddingUsage,
 )
+from api.services.worker_calls import call_query_worker
 from common.contract import EMBED_TASK
-from common.keys import reply_key
 from common.settings import Settings
 
 MAX_INPUT_CHARS = 32000
@@ -55,17 +52,14 @@ class EmbeddingService:
                 raise ApiError(
                     400, "input_too_long", f"input[{n}] is longer than {MAX_INPUT_CHARS} characters"
                 )
-        reply_to = reply_key(str(uuid.uuid4()))
-        timeout = self.settings.search_timeout_s
-        await run_in_threadpool(
-            self.celery.send_task, EMBED_TASK, args=[texts, reply_to], expires=timeout
+        reply = await call_query_worker(
+            self.celery,
+            self.redis,
+            EMBED_TASK,
+            texts,
+            self.settings.search_timeout_s,
+            "embedding_timeout",
         )
-        popped = await self.redis.blpop([reply_to], timeout=timeout)  # type: ignore[misc]
-        if popped is None:
-            raise ApiError(
-                504, "embedding_timeout", f"no query worker answered within {timeout:g} s"
-            )
-        reply = json.loads(popped[1])
         if "error" in reply:
             raise ApiError(502, reply["error"]["code"], reply["error"]["message"])
         vectors: list[list[float]] = reply["vectors"]

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import uuid
-
 import redis.asyncio as aioredis
 from celery import Celery
-from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from api.schemas import SearchIn, SearchOut
 from api.services import inputs
+from api.services.worker_calls import call_query_worker
 from common.contract import SEARCH_TASK
-from common.keys import reply_key
 from common.schemas import Citation, SearchMode
 from common.settings import Settings
 
@@ -41,16 +37,14 @@ class SearchService:
             "filter": body.filter.model_dump(exclude_none=True) if body.filter else None,
             "fusion": body.fusion.value if body.fusion else None,
         }
-        reply_to = reply_key(str(uuid.uuid4()))
-        timeout = self.settings.search_timeout_s
-        # `expires` drops the message if no worker took it in time: nobody waits for it then.
-        await run_in_threadpool(
-            self.celery.send_task, SEARCH_TASK, args=[request, reply_to], expires=timeout
+        reply = await call_query_worker(
+            self.celery,
+            self.redis,
+            SEARCH_TASK,
+            request,
+            self.settings.search_timeout_s,
+            "search_timeout",
         )
-        popped = await self.redis.blpop([reply_to], timeout=timeout)  # type: ignore[misc]
-        if popped is None:
-            raise ApiError(504, "search_timeout", f"no query worker answered within {timeout:g} s")
-        reply = json.loads(popped[1])
         if "error" in reply:
             code = reply["error"]["code"]
             raise ApiError(ERROR_STATUS.get(code, 500), code, reply["error"]["message"])

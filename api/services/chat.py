@@ -312,12 +312,16 @@ class ChatService:
                 data["citations"] = [c.model_dump(mode="json") for c in body.citations]
             return json.dumps(data, separators=(",", ":"))
 
+        # The token chunks differ only in their text: the chunk is built once, not per token.
+        token_chunk = json.loads(chunk(Delta(content="")))
+        token_delta = token_chunk["choices"][0]["delta"]
         done = False
         try:
             yield chunk(Delta(role="assistant", content=""))
             async for event in self.store.events(job_id):
                 if event.event == EventName.TOKEN.value:
-                    yield chunk(Delta(content=json.loads(event.data)["text"]))
+                    token_delta["content"] = json.loads(event.data)["text"]
+                    yield json.dumps(token_chunk, separators=(",", ":"))
             done = True
             record = await self.jobs.get(tenant, job_id)
             try:

@@ -17,10 +17,8 @@ function signInView() {
   const form = document.getElementById("signin-form");
   const input = document.getElementById("api-key");
   const error = document.getElementById("signin-error");
-  if (signInMessage) {
-    showError(error, signInMessage);
-    signInMessage = null;
-  }
+  // The reason for the last sign-out stays shown until the next sign-in, whatever the route.
+  if (signInMessage) showError(error, signInMessage);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     hideError(error);
@@ -34,6 +32,7 @@ function signInView() {
       return;
     }
     signIn(key);
+    signInMessage = null;
     if (!location.hash || location.hash === "#/") location.hash = "#/documents";
     else route();
   });

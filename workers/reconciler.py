@@ -74,6 +74,8 @@ PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 FIELDS = (
     "status",
     "kind",
+    "tenant",
+    "document_id",
     "worker",
     "worker_instance",
     "released",

@@ -19,7 +19,14 @@ from celery import Celery
 from common.contract import GENERATE_TASK, INGEST_TASK, create_app
 from common.jobs import JobStore
 from common.jobs_async import AsyncJobStore
-from common.keys import ACTIVE_JOBS_KEY, HELD_JOBS_KEY, RECONCILER_BACKFILL_KEY, job_key, worker_key
+from common.keys import (
+    ACTIVE_JOBS_KEY,
+    HELD_JOBS_KEY,
+    RECONCILER_BACKFILL_KEY,
+    doc_key,
+    job_key,
+    worker_key,
+)
 from common.liveness import worker_value
 from common.schemas import JobKind, JobStatus
 from common.settings import Settings
@@ -62,13 +69,13 @@ def celery(settings: Settings) -> Iterator[Celery]:
     app.close()
 
 
-def create(url: str, kind: JobKind = JobKind.INGEST) -> str:
+def create(url: str, kind: JobKind = JobKind.INGEST, extra: dict[str, str] | None = None) -> str:
     """A queued job, written the way the API writes it (no message sent)."""
     job_id = str(uuid.uuid4())
 
     async def run() -> None:
         client = aioredis.Redis.from_url(url, decode_responses=True)
-        await AsyncJobStore(client, 600).create(job_id, kind, "t1")
+        await AsyncJobStore(client, 600).create(job_id, kind, "t1", extra=extra)
         await client.aclose()
 
     asyncio.run(run())
@@ -319,3 +326,22 @@ def test_a_claim_the_index_missed_is_moved_to_the_held_jobs_when_its_score_comes
     assert store.redis.zscore(ACTIVE_JOBS_KEY, job_id) == float("inf")
     time.sleep(3 * settings.worker_heartbeat_s + 0.05)
     assert reconciler.run_once().requeued == [job_id]
+
+
+def test_the_document_of_an_ingest_that_fails_as_lost_is_settled(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    """A new document whose ingest keeps losing its message ends `failed` with `job_lost`,
+    not `queued` for ever."""
+    store, reconciler = make(settings, celery)
+    job_id = create(url, extra={"document_id": "d1"})
+    document = {"document_id": "d1", "job_id": job_id, "status": "queued", "content_sha256": "c"}
+    store.redis.hset(doc_key("t1", "d1"), mapping=document)  # as the API registers it
+    for _ in range(settings.max_attempts):
+        time.sleep(STALE_S + 0.1)
+        assert reconciler.run_once().requeued == [job_id]
+        store.redis.delete("ingest")
+    time.sleep(STALE_S + 0.1)
+    assert reconciler.run_once().failed == [job_id]
+    assert store.redis.hget(doc_key("t1", "d1"), "status") == "failed"
+    assert store.redis.hget(doc_key("t1", "d1"), "error") == "job_lost"

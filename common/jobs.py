@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from common.clock import now_iso, seconds_since
-from common.keys import ACTIVE_JOBS_KEY, blob_key, job_key, job_update_keys
+from common.keys import ACTIVE_JOBS_KEY, HELD_JOBS_KEY, blob_key, job_key, job_update_keys
 from common.liveness import holder_alive, process_instance
 from common.schemas import (
     ACTIVE,
@@ -33,10 +33,40 @@ from common.telemetry import JOB_QUEUE_WAIT, JOB_RUN_TIME, JOBS_FINISHED, TASK_R
 
 T = TypeVar("T")
 
-# KEYS: job hash, event stream, webhook outbox (common.keys.job_update_keys).
+# Puts job `id` (its record at `job`) where the record says in the two indexes of unfinished
+# jobs (common.keys): a held job (running, with a worker instance) in `held`, and at +inf in
+# `active`; a job no worker holds at the time now in `active` (with `keep`, a finite score it
+# already has there stays); a finished or missing job in neither. Returns what it found.
+PLACE_FUNCTION = """
+local function place(job, active, held, id, keep)
+  local st, holder = unpack(redis.call('HMGET', job, 'status', 'worker_instance'))
+  if st ~= 'queued' and st ~= 'running' then
+    redis.call('ZREM', active, id)
+    redis.call('ZREM', held, id)
+    return 'gone'
+  end
+  local t = redis.call('TIME')
+  local now = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+  if st == 'running' and holder and holder ~= '' then
+    redis.call('ZADD', active, '+inf', id)
+    redis.call('ZADD', held, now, id)
+    return 'held'
+  end
+  redis.call('ZREM', held, id)
+  local score = keep and redis.call('ZSCORE', active, id)
+  if not score or score == 'inf' then
+    redis.call('ZADD', active, now, id)
+  end
+  return 'unheld'
+end
+"""
+
+# KEYS: job hash, event stream, webhook outbox, active and held jobs (common.keys.job_update_keys).
 # ARGV: allowed statuses (comma separated, empty = any), ttl seconds, number of fields n,
 #       n field/value pairs, then event name/data pairs.
-UPDATE_SCRIPT = """
+UPDATE_SCRIPT = (
+    PLACE_FUNCTION
+    + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return -1 end
 if ARGV[1] ~= '' and not string.find(',' .. ARGV[1] .. ',', ',' .. cur .. ',', 1, true) then
@@ -44,9 +74,16 @@ if ARGV[1] ~= '' and not string.find(',' .. ARGV[1] .. ',', ',' .. cur .. ',', 1
 end
 local n = tonumber(ARGV[3])
 local i = 4
+local moved = false
 if n > 0 then
   local fields = {}
   for j = 1, 2 * n do fields[j] = ARGV[i + j - 1] end
+  for j = 1, 2 * n, 2 do
+    local name = fields[j]
+    if name == 'status' or name == 'worker_instance' or name == 'enqueued_at' then
+      moved = true
+    end
+  end
   redis.call('HSET', KEYS[1], unpack(fields))
   i = i + 2 * n
 end
@@ -67,8 +104,19 @@ if KEYS[3] and (cur == 'queued' or cur == 'running') then
     redis.call('ZADD', KEYS[3], 'NX', at, redis.call('HGET', KEYS[1], 'job_id'))
   end
 end
+-- A claim, a release, a re-send or an end moves the job between the indexes in this same
+-- script, so the reconciler finds it where its record says.
+if moved and KEYS[5] then
+  local id = redis.call('HGET', KEYS[1], 'job_id')
+  if id then place(KEYS[1], KEYS[4], KEYS[5], id, false) end
+end
 return 1
 """
+)
+
+# KEYS: job hash, active and held jobs. ARGV: the job id. Puts the job where its record says
+# (an older version's writes, or a race with the reconciler's own writes, left it elsewhere).
+PLACE_SCRIPT = PLACE_FUNCTION + "return place(KEYS[1], KEYS[2], KEYS[3], ARGV[1], true)\n"
 
 
 def dumps(value: Any) -> str:
@@ -206,6 +254,7 @@ class JobStore:
         self.max_attempts = max_attempts
         self.instance = instance or process_instance()
         self._update = self.redis.register_script(UPDATE_SCRIPT)
+        self._place = self.redis.register_script(PLACE_SCRIPT)
 
     def raw(self, job_id: str) -> dict[str, str]:
         """The job's hash (empty if the job does not exist)."""
@@ -225,6 +274,12 @@ class JobStore:
         """Apply a conditional change; False when the job's status did not allow it."""
         keys = job_update_keys(job_id)
         return int(self._update(keys=keys, args=update.script_args(self.ttl_s))) == 1
+
+    def place(self, job_id: str) -> str:
+        """Put the job where its record says in the indexes of unfinished jobs (a finite score
+        it has in the active index stays): `held`, `unheld`, or `gone` (finished or missing)."""
+        keys = [job_key(job_id), ACTIVE_JOBS_KEY, HELD_JOBS_KEY]
+        return str(self._place(keys=keys, args=[job_id]))
 
     def _apply_watched(
         self,

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 PREFIX = "ragq"
 
-# Jobs not yet finished, scored by creation time (epoch seconds): what the reconciler checks.
+# Jobs not yet finished. A job no worker holds (queued, or released to its next stage) is
+# scored by when its message was sent (epoch seconds), or by when the reconciler last checked it;
+# a held one by +inf: the reconciler looks for lost messages among the lowest scores only.
 ACTIVE_JOBS_KEY = f"{PREFIX}:jobs:active"
+# Jobs a worker process holds (running), scored by when it claimed them: the reconciler checks
+# their holders' heartbeats.
+HELD_JOBS_KEY = f"{PREFIX}:jobs:held"
 # Webhook outbox: job ids whose completion webhook is due, scored by when (epoch seconds).
 WEBHOOKS_DUE_KEY = f"{PREFIX}:webhooks:due"
 # Held by the worker whose reconciler runs this interval's pass.
 RECONCILER_LEASE_KEY = f"{PREFIX}:reconciler:lease"
+# How far the reconciler has indexed the held jobs an older version left in ACTIVE_JOBS_KEY only
+# (a ZSCAN cursor; "done" once it went through them all).
+RECONCILER_BACKFILL_KEY = f"{PREFIX}:reconciler:backfill"
 # Every stored API key hash (for listing, counting and revoking by id).
 APIKEY_INDEX_KEY = f"{PREFIX}:apikeys"
 APIKEY_PREFIX = f"{PREFIX}:apikey:"
@@ -42,8 +50,9 @@ def blob_key(job_id: str) -> str:
 
 
 def job_update_keys(job_id: str) -> list[str]:
-    """The KEYS of `common.jobs.UPDATE_SCRIPT`: the job's record, its events, the outbox."""
-    return [job_key(job_id), events_key(job_id), WEBHOOKS_DUE_KEY]
+    """The KEYS of `common.jobs.UPDATE_SCRIPT`: the job's record, its events, the outbox and
+    the two indexes of unfinished jobs."""
+    return [job_key(job_id), events_key(job_id), WEBHOOKS_DUE_KEY, ACTIVE_JOBS_KEY, HELD_JOBS_KEY]
 
 
 def doc_key(tenant: str, document_id: str) -> str:

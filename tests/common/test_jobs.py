@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from common.jobs import JobStore
 from common.jobs_async import AsyncJobStore
-from common.keys import events_key, worker_key
+from common.keys import ACTIVE_JOBS_KEY, HELD_JOBS_KEY, events_key, job_key, worker_key
 from common.liveness import worker_value
 from common.schemas import EventName, JobKind, JobStatus
 
@@ -142,3 +142,65 @@ def test_a_handed_over_stage_is_not_a_new_attempt(redis_url: str, store: JobStor
     assert record is not None and record.attempts == 1 and record.worker == "llm@a"
     names = [e for e, _ in stream(store, job_id)]
     assert names == ["status", "status"]  # queued, running: the hand-over adds no event
+
+
+def test_each_transition_moves_the_job_between_the_indexes(redis_url: str, store: JobStore) -> None:
+    """Queued or released: in the active index at the time it was sent; held: at +inf there and
+    in the held index; finished: in neither. The reconciler reads only these."""
+    job_id = create(redis_url)
+    created = store.redis.zscore(ACTIVE_JOBS_KEY, job_id)
+    assert created is not None and created != float("inf")
+    assert store.redis.zscore(HELD_JOBS_KEY, job_id) is None
+
+    assert store.start(job_id, "cpu@a")
+    assert store.redis.zscore(ACTIVE_JOBS_KEY, job_id) == float("inf")
+    assert store.redis.zscore(HELD_JOBS_KEY, job_id) is not None
+    assert store.progress(job_id, 1, 2)  # no transition: it stays held
+    assert store.redis.zscore(HELD_JOBS_KEY, job_id) is not None
+
+    assert store.release(job_id, "handoff")
+    released = store.redis.zscore(ACTIVE_JOBS_KEY, job_id)
+    assert released is not None and created <= released < float("inf")
+    assert store.redis.zscore(HELD_JOBS_KEY, job_id) is None
+
+    assert store.start(job_id, "llm@a", handoff=True)
+    assert store.redis.zscore(ACTIVE_JOBS_KEY, job_id) == float("inf")
+    assert store.finish(job_id, JobStatus.SUCCEEDED, result={})
+    assert store.redis.zscore(ACTIVE_JOBS_KEY, job_id) is None
+    assert store.redis.zscore(HELD_JOBS_KEY, job_id) is None
+
+
+def test_a_cancel_takes_a_held_job_out_of_both_indexes(redis_url: str, store: JobStore) -> None:
+    job_id = create(redis_url)
+    assert store.start(job_id, "cpu@a")
+
+    async def cancel() -> bool:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        cancelled = await AsyncJobStore(client, 600).cancel(job_id)
+        await client.aclose()
+        return cancelled
+
+    assert asyncio.run(cancel())
+    assert store.redis.zscore(ACTIVE_JOBS_KEY, job_id) is None
+    assert store.redis.zscore(HELD_JOBS_KEY, job_id) is None
+
+
+def test_place_puts_a_job_where_its_record_says(redis_url: str, store: JobStore) -> None:
+    """What the reconciler does with a job an older version moved without the indexes."""
+    job_id = create(redis_url)
+    store.redis.hset(job_key(job_id), mapping={"status": "running", "worker_instance": "old"})
+    assert store.place(job_id) == "held"
+    assert store.redis.zscore(ACTIVE_JOBS_KEY, job_id) == float("inf")
+    assert store.redis.zscore(HELD_JOBS_KEY, job_id) is not None
+
+    store.redis.hset(job_key(job_id), "worker_instance", "")
+    assert store.place(job_id) == "unheld"
+    score = store.redis.zscore(ACTIVE_JOBS_KEY, job_id)
+    assert score is not None and score != float("inf")
+    assert store.redis.zscore(HELD_JOBS_KEY, job_id) is None
+    assert store.place(job_id) == "unheld"
+    assert store.redis.zscore(ACTIVE_JOBS_KEY, job_id) == score  # a finite score stays
+
+    store.redis.delete(job_key(job_id))
+    assert store.place(job_id) == "gone"
+    assert store.redis.zscore(ACTIVE_JOBS_KEY, job_id) is None

@@ -26,16 +26,20 @@ def test_key_layout_is_stable() -> None:
     assert keys.rate_key("t") == "ragq:rate:t"
     assert keys.idempotency_key("t", "k") == "ragq:idem:t:k"
     assert keys.ACTIVE_JOBS_KEY == "ragq:jobs:active"
+    assert keys.HELD_JOBS_KEY == "ragq:jobs:held"
+    assert keys.RECONCILER_BACKFILL_KEY == "ragq:reconciler:backfill"
     assert keys.WEBHOOKS_DUE_KEY == "ragq:webhooks:due"
     assert keys.RECONCILER_LEASE_KEY == "ragq:reconciler:lease"
     assert keys.APIKEY_INDEX_KEY == "ragq:apikeys"
 
 
-def test_the_update_script_keys_are_the_record_its_events_and_the_outbox() -> None:
+def test_the_update_script_keys_are_the_record_its_events_the_outbox_and_the_indexes() -> None:
     assert keys.job_update_keys("j") == [
         keys.job_key("j"),
         keys.events_key("j"),
         keys.WEBHOOKS_DUE_KEY,
+        keys.ACTIVE_JOBS_KEY,
+        keys.HELD_JOBS_KEY,
     ]
 
 

@@ -19,7 +19,14 @@ from celery import Celery
 from common.contract import GENERATE_TASK, INGEST_TASK, create_app
 from common.jobs import JobStore
 from common.jobs_async import AsyncJobStore
-from common.keys import ACTIVE_JOBS_KEY, worker_key
+from common.keys import (
+    ACTIVE_JOBS_KEY,
+    HELD_JOBS_KEY,
+    RECONCILER_BACKFILL_KEY,
+    doc_key,
+    job_key,
+    worker_key,
+)
 from common.liveness import worker_value
 from common.schemas import JobKind, JobStatus
 from common.settings import Settings
@@ -62,13 +69,13 @@ def celery(settings: Settings) -> Iterator[Celery]:
     app.close()
 
 
-def create(url: str, kind: JobKind = JobKind.INGEST) -> str:
+def create(url: str, kind: JobKind = JobKind.INGEST, extra: dict[str, str] | None = None) -> str:
     """A queued job, written the way the API writes it (no message sent)."""
     job_id = str(uuid.uuid4())
 
     async def run() -> None:
         client = aioredis.Redis.from_url(url, decode_responses=True)
-        await AsyncJobStore(client, 600).create(job_id, kind, "t1")
+        await AsyncJobStore(client, 600).create(job_id, kind, "t1", extra=extra)
         await client.aclose()
 
     asyncio.run(run())
@@ -80,9 +87,17 @@ def announce(store: JobStore, hostname: str, instance: str, jobs: tuple[str, ...
     store.redis.set(worker_key(hostname), worker_value(["ingest"], 1, instance, jobs), ex=60)
 
 
-def make(settings: Settings, celery: Celery, instance: str = "") -> tuple[JobStore, Reconciler]:
+def make(
+    settings: Settings, celery: Celery, instance: str = "", **sizes: int
+) -> tuple[JobStore, Reconciler]:
     store = JobStore(settings.redis_url, 600, settings.max_attempts, instance=instance)
-    return store, Reconciler(store, celery, settings)
+    return store, Reconciler(store, celery, settings, **sizes)
+
+
+def sent(celery: Celery, job_id: str) -> str:
+    """Send a job's first message, as the API does after writing it."""
+    celery.send_task(INGEST_TASK, args=[job_id], task_id=job_id)
+    return job_id
 
 
 def test_a_queued_job_without_a_message_is_sent_again(
@@ -207,6 +222,7 @@ def test_finished_and_expired_jobs_leave_the_index(
     assert store.redis.zscore(ACTIVE_JOBS_KEY, done) is None
     store.redis.zadd(ACTIVE_JOBS_KEY, {done: 1})  # as if the removal had been missed
     store.redis.delete(f"ragq:job:{expired}")
+    time.sleep(STALE_S + 0.1)  # an index entry is read once its score is stale
     assert reconciler.run_once().forgotten == 2
     assert store.redis.zcard(ACTIVE_JOBS_KEY) == 0
 
@@ -232,3 +248,100 @@ def test_an_answer_handed_to_generation_is_restarted_only_if_its_message_is_gone
     store.redis.delete("llm")  # the message is lost
     assert reconciler.run_once().requeued == [job_id]
     assert store.redis.llen("query") == 1  # retrieval again, which hands over anew
+
+
+def test_a_pass_looks_at_no_more_than_its_limit_and_takes_the_next_ones_after(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    store, reconciler = make(settings, celery, limit=3)
+    waiting = [sent(celery, create(url)) for _ in range(7)]
+    lost = create(url)  # the newest, so the last one looked at
+    time.sleep(STALE_S + 0.1)
+
+    outcomes = [reconciler.run_once() for _ in range(3)]
+
+    # Those looked at go after those not yet looked at: the lost job's turn is the third pass.
+    assert [o.examined for o in outcomes] == [3, 3, 3]
+    assert [o.requeued for o in outcomes] == [[], [], [lost]]
+    assert waiting_job_ids(store.redis) == {*waiting, lost}
+
+
+def test_a_message_lost_behind_a_long_queue_is_found_once_the_queue_moves_past_it(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    """The pass reads only the oldest messages of a queue: a job whose message is not among
+    them is re-sent only once the queue has moved past the point where its message was."""
+    store, reconciler = make(settings, celery, window=3)
+    older = [sent(celery, create(url)) for _ in range(4)]
+    lost = create(url)
+    time.sleep(STALE_S + 0.1)  # the messages behind it were sent more than STALE_S later
+    newer = [sent(celery, create(url)) for _ in range(4)]
+    time.sleep(STALE_S + 0.1)
+
+    outcome = reconciler.run_once()
+    assert outcome.examined == 9 and outcome.requeued == []  # the oldest read are older
+
+    for job_id in older:  # workers take the oldest messages and run their jobs
+        assert store.redis.rpop("ingest") is not None
+        assert store.start(job_id, "cpu@h")
+        assert store.finish(job_id, JobStatus.SUCCEEDED, result={})
+    assert reconciler.run_once().requeued == [lost]
+    assert waiting_job_ids(store.redis) == {*newer, lost}
+    assert reconciler.run_once().requeued == []
+
+
+def test_jobs_an_older_version_claimed_are_found_by_the_backfill(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    """An upgrade: the active index holds a job an older version claimed without indexing it
+    as held; the first pass finds it long before its score would come up."""
+    patient = settings.model_copy(update={"reconcile_stale_s": 600.0})
+    store, reconciler = make(patient, celery)
+    job_id = create(url)
+    fields = {"status": "running", "worker": "cpu@old", "worker_instance": "gone", "attempts": "1"}
+    store.redis.hset(job_key(job_id), mapping=fields)  # as the older version's claim wrote it
+
+    assert reconciler.run_once().requeued == []  # indexed now; its holder's grace begins
+    assert store.redis.get(RECONCILER_BACKFILL_KEY) == "done"
+    assert store.redis.zscore(HELD_JOBS_KEY, job_id) is not None
+    time.sleep(3 * settings.worker_heartbeat_s + 0.05)
+    assert reconciler.run_once().requeued == [job_id]
+    assert waiting_job_ids(store.redis) == {job_id}
+
+
+def test_a_claim_the_index_missed_is_moved_to_the_held_jobs_when_its_score_comes_up(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    """After the backfill, a job claimed by an older version (a rolling upgrade) is found as
+    its stale score comes up, and its holder is checked from then on."""
+    store, reconciler = make(settings, celery)
+    reconciler.run_once()
+    assert store.redis.get(RECONCILER_BACKFILL_KEY) == "done"
+    job_id = create(url)
+    fields = {"status": "running", "worker": "cpu@old", "worker_instance": "gone", "attempts": "1"}
+    store.redis.hset(job_key(job_id), mapping=fields)
+    time.sleep(STALE_S + 0.1)
+
+    assert reconciler.run_once().requeued == []
+    assert store.redis.zscore(ACTIVE_JOBS_KEY, job_id) == float("inf")
+    time.sleep(3 * settings.worker_heartbeat_s + 0.05)
+    assert reconciler.run_once().requeued == [job_id]
+
+
+def test_the_document_of_an_ingest_that_fails_as_lost_is_settled(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    """A new document whose ingest keeps losing its message ends `failed` with `job_lost`,
+    not `queued` for ever."""
+    store, reconciler = make(settings, celery)
+    job_id = create(url, extra={"document_id": "d1"})
+    document = {"document_id": "d1", "job_id": job_id, "status": "queued", "content_sha256": "c"}
+    store.redis.hset(doc_key("t1", "d1"), mapping=document)  # as the API registers it
+    for _ in range(settings.max_attempts):
+        time.sleep(STALE_S + 0.1)
+        assert reconciler.run_once().requeued == [job_id]
+        store.redis.delete("ingest")
+    time.sleep(STALE_S + 0.1)
+    assert reconciler.run_once().failed == [job_id]
+    assert store.redis.hget(doc_key("t1", "d1"), "status") == "failed"
+    assert store.redis.hget(doc_key("t1", "d1"), "error") == "job_lost"

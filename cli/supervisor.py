@@ -31,6 +31,7 @@ from common.contract import CPU_WORKER_QUEUES, LLM_QUEUE
 from common.liveness import starting_steps
 from common.settings import Settings
 from ragq_client import NO_RETRY, Client, RagqError
+from workers.llm_engine import fork_env
 
 
 def free_port() -> int:
@@ -245,7 +246,9 @@ class Supervisor:
         # SIGTERM starts Celery's soft shutdown: drain for the grace period, then requeue.
         drain = {"REMAP_SIGTERM": "SIGQUIT"}
         self.start("cpu-worker", cpu, RAGQ_METRICS_PORT=str(self.metrics["cpu-worker"]), **drain)
-        self.start("llm-worker", llm, RAGQ_METRICS_PORT=str(self.metrics["llm-worker"]), **drain)
+        # Started with its engine's OpenMP set-up, so the engine's processes are forked.
+        llm_env = {"RAGQ_METRICS_PORT": str(self.metrics["llm-worker"]), **fork_env(self.env)}
+        self.start("llm-worker", llm, **llm_env, **drain)
         self.start("api", api_command(s))
         if s.flower_port:
             self.start("flower", flower_command(s))

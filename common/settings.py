@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     llm_tensor_parallel_size: int = Field(default=1, ge=1)
     # None: eager on CPU (compiling the graph there takes minutes), compiled on a GPU.
     llm_enforce_eager: bool | None = None
+    # Fork vLLM's CPU engine processes instead of spawning them (each spawn imports vLLM and
+    # torch again). Only where the process started with its OpenMP set-up in place, which
+    # `ragq up` gives its llm worker (workers.llm_engine.fork_env).
+    llm_fork_engine: bool = False
     llm_cpu_kvcache_gib: int = Field(default=2, ge=1)
     answer_deadline_s: float = Field(default=300.0, gt=0.0)
     # Citations: the model's [n] markers, attribution of each sentence to the passages that

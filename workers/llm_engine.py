@@ -12,8 +12,11 @@ import asyncio
 import os
 import queue
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any, TypeVar
 
 from common.models import llm_model_path
@@ -21,9 +24,50 @@ from common.settings import Settings
 
 T = TypeVar("T")
 
+# Where one is set, the OpenMP set-up is the environment's own choice (see fork_env).
+OPENMP_VARIABLES = ("VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS", "LD_PRELOAD")
+
 # Seconds the engine process has to exit after SIGTERM when the worker stops (its tasks have
 # ended by then), before it is killed; vLLM's default, 5 s, was most of an idle worker's stop.
 ENGINE_STOP_S = 2.0
+
+
+def fork_env(environ: Mapping[str, str], cpus: list[int] | None = None) -> dict[str, str]:
+    """The environment an llm worker process must start with for its CPU engine to be forked.
+
+    vLLM for CPU spawns its engine processes because their OpenMP set-up (threads, binding,
+    torch's libgomp preloaded) is read once, when libgomp loads: a forked process keeps the
+    parent's, and without these it ran five times slower. Given at the worker's start, it is
+    the one a forked engine inherits. Empty where vLLM is not the CPU build, or where the
+    environment the worker would get (`environ`) already chooses the OpenMP set-up itself.
+    """
+    try:
+        version("vllm-cpu")
+    except PackageNotFoundError:
+        return {}
+    if any(environ.get(name) for name in OPENMP_VARIABLES):
+        return {}
+    allowed = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
+    # As vLLM does by default: one CPU is left to the other processes.
+    bound = allowed[:-1] if len(allowed) > 1 else allowed
+    listed = ",".join(map(str, bound))
+    env = {
+        "RAGQ_LLM_FORK_ENGINE": "true",
+        "VLLM_CPU_OMP_THREADS_BIND": listed,
+        "OMP_NUM_THREADS": str(len(bound)),
+        "GOMP_CPU_AFFINITY": " ".join(map(str, bound)),
+        "OMP_PLACES": f"{{{listed}}}",
+        "OMP_PROC_BIND": "true",
+    }
+    torch = find_spec("torch")
+    libgomp = (
+        next(Path(torch.origin).parent.glob("lib/libgomp*.so*"), None)
+        if torch and torch.origin
+        else None
+    )
+    if libgomp is not None:
+        env["LD_PRELOAD"] = str(libgomp)
+    return env
 
 
 def enforce_eager(settings: Settings) -> bool:
@@ -88,6 +132,8 @@ class LLMEngine:
 
     async def _create(self) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
         s = self.settings
@@ -100,7 +146,11 @@ class LLMEngine:
             tensor_parallel_size=s.llm_tensor_parallel_size,
             enforce_eager=enforce_eager(s),
         )
-        return AsyncLLM.from_engine_args(args)
+        config = args.create_engine_config(UsageContext.ENGINE_CONTEXT)
+        if s.llm_fork_engine and current_platform.is_cpu():
+            # Set after the configuration, where vLLM's CPU platform asks for spawn.
+            os.environ["VLLM_WORKER_MULTIPROC_METHOD"] = "fork"
+        return AsyncLLM.from_vllm_config(config)
 
     def submit(
         self,

@@ -18,7 +18,6 @@ from api.services.jobs import JobService
 from api.services.limits import Limits
 from api.services.search import SearchService
 from api.services.webhooks import WebhookService
-from common.apikeys import tenant_for
 from common.contract import INGEST_QUEUE, QUERY_QUEUE
 from common.jobs_async import AsyncJobStore
 from common.settings import Settings
@@ -29,6 +28,9 @@ BEARER = HTTPBearer(
     "it selects the tenant whose jobs, documents and searches the request sees.",
 )
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+# request.state attributes: the queue a route feeds, and whether the tenant was admitted.
+QUEUE_STATE = "ragq_queue"
+ADMITTED_STATE = "ragq_admitted"
 
 
 def _settings(request: Request) -> Settings:
@@ -75,16 +77,18 @@ async def _tenant(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> str:
-    """The tenant of the request's API key (401 without a valid one); counts its request rate."""
+    """The tenant of the request's API key (401 without a valid one); counts its request rate
+    and checks the depth of the queue the route feeds (see `_capacity`), in one round trip."""
     if credentials is None:
         raise ApiError(
             401, "unauthorized", "send an API key: Authorization: Bearer rq_…", UNAUTHORIZED
         )
-    tenant = await tenant_for(request.app.state.redis, credentials.credentials)
+    limits: Limits = request.app.state.limits
+    queue: str | None = getattr(request.state, QUEUE_STATE, None)
+    tenant = await limits.admit(credentials.credentials, queue)
     if tenant is None:
         raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", UNAUTHORIZED)
-    limits: Limits = request.app.state.limits
-    await limits.check_rate(tenant)
+    setattr(request.state, ADMITTED_STATE, True)
     return tenant
 
 
@@ -94,18 +98,27 @@ def is_json(request: Request) -> bool:
     return media_type.strip().lower() == "application/json"
 
 
-def _json_body(request: Request) -> None:
-    """415 unless the body is declared as JSON (FastAPI would read any body as JSON)."""
+def _json_body(request: Request, tenant: TenantDep) -> None:
+    """415 unless the body is declared as JSON (FastAPI would read any body as JSON); after the
+    API key and the limits, as before."""
     if not is_json(request):
         raise ApiError(415, "unsupported_media_type", "send application/json")
 
 
 def _capacity(queue: str) -> Callable[..., Awaitable[None]]:
-    """A dependency (after authentication) that answers 429 while `queue` is too deep."""
+    """A route dependency that answers 429 while `queue` is too deep.
 
-    async def check(request: Request, tenant: TenantDep) -> None:
-        limits: Limits = request.app.state.limits
-        await limits.check_queue(queue)
+    Route dependencies are solved before the endpoint's, so this one only names the queue, and
+    the tenant dependency measures it with the key lookup; were the tenant already admitted,
+    it measures the queue itself.
+    """
+
+    async def check(request: Request) -> None:
+        if getattr(request.state, ADMITTED_STATE, False):
+            limits: Limits = request.app.state.limits
+            await limits.check_queue(queue)
+        else:
+            setattr(request.state, QUEUE_STATE, queue)
 
     return check
 

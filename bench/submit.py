@@ -11,7 +11,10 @@ same work without HTTP: the API's own services (`JobService.submit_answer`,
 database; it writes the same records and publishes the same Celery messages. The rate limit is
 set out of reach (it is still counted) and the queue depth limit too. Every job is checked
 afterwards: a record and a message per job. Last line one JSON object: {"submit_jobs_s",
-"submit_p50_ms", "submit_p99_ms", "bare_jobs_s", "ratio", "count", "clients", "load_avg"}.
+"submit_p50_ms", "submit_p99_ms", "bare_jobs_s", "ratio", "api_cpu_ms_per_job",
+"client_cpu_ms_per_job", "bare_cpu_ms_per_job", "count", "clients", "load_avg"}. CPU per job
+says what the throughput would be with cores to spare: on a loaded machine the wall-clock
+figures measure the share of the cores the processes got.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import psutil
 import redis
 import redis.asyncio as aioredis
 
@@ -131,6 +135,12 @@ def quantile_ms(seconds: list[float], q: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def start_api(env: dict[str, str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     """The API as `ragq up` starts it; returns once /healthz answers."""
     with log.open("wb") as out:
@@ -180,10 +190,14 @@ def main() -> None:
         sync = open_redis(url)
         key, _ = create_key(sync, "bench")
         load_before = os.getloadavg()[0]
+        api_cpu, own_cpu = cpu_seconds(api.pid), time.process_time()
         http_s, latencies = asyncio.run(over_http(settings.base_url, key, args.count, args.clients))
+        api_cpu, own_cpu = cpu_seconds(api.pid) - api_cpu, time.process_time() - own_cpu
         check(sync, args.count)
         bare_url = url.rsplit("/", 1)[0] + "/1"
+        bare_cpu = time.process_time()
         bare_s, bare_latencies = asyncio.run(bare(bare_url, args.count, args.bare_clients))
+        bare_cpu = time.process_time() - bare_cpu
         check(open_redis(bare_url), args.count)
         load_after = os.getloadavg()[0]
     finally:
@@ -201,6 +215,9 @@ def main() -> None:
         "submit_p99_ms": round(quantile_ms(latencies, 0.99), 2),
         "bare_jobs_s": round(bare_jobs_s, 1),
         "ratio": round(submit_jobs_s / bare_jobs_s, 3),
+        "api_cpu_ms_per_job": round(1000 * api_cpu / args.count, 3),
+        "client_cpu_ms_per_job": round(1000 * own_cpu / args.count, 3),
+        "bare_cpu_ms_per_job": round(1000 * bare_cpu / args.count, 3),
         "count": args.count,
         "clients": args.clients,
         "load_avg": round((load_before + load_after) / 2, 2),
@@ -216,6 +233,12 @@ def main() -> None:
         row += [round(quantile_ms(lat, 0.5), 2), round(quantile_ms(lat, 0.99), 2)]
         print("| " + " | ".join(str(v) for v in row) + " |")
     print(f"ratio {result['ratio']}; load average {load_before:.2f} → {load_after:.2f}")
+    print(
+        f"CPU per job: API process {result['api_cpu_ms_per_job']} ms, HTTP clients "
+        f"{result['client_cpu_ms_per_job']} ms; bare {result['bare_cpu_ms_per_job']} ms "
+        f"(one free core would carry at most {1000 / max(1e-9, result['api_cpu_ms_per_job']):.0f} "
+        "jobs/s through the API process)"
+    )
     print(json.dumps(result))
 
 

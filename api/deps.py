@@ -1,4 +1,8 @@
-"""FastAPI dependencies, as Annotated aliases; the objects live on app.state (see api.main)."""
+"""FastAPI dependencies, as Annotated aliases; the objects live on app.state (see api.main).
+
+Every dependency is `async def`, even where it awaits nothing: FastAPI runs a plain `def`
+dependency in a worker thread, a hand-off per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -33,43 +37,43 @@ QUEUE_STATE = "ragq_queue"
 ADMITTED_STATE = "ragq_admitted"
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _redis(request: Request) -> aioredis.Redis:
+async def _redis(request: Request) -> aioredis.Redis:
     return request.app.state.redis  # type: ignore[no-any-return]
 
 
-def _store(request: Request) -> AsyncJobStore:
+async def _store(request: Request) -> AsyncJobStore:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
-def _jobs(request: Request) -> JobService:
+async def _jobs(request: Request) -> JobService:
     return request.app.state.jobs  # type: ignore[no-any-return]
 
 
-def _documents(request: Request) -> DocumentService:
+async def _documents(request: Request) -> DocumentService:
     return request.app.state.documents  # type: ignore[no-any-return]
 
 
-def _search(request: Request) -> SearchService:
+async def _search(request: Request) -> SearchService:
     return request.app.state.search  # type: ignore[no-any-return]
 
 
-def _webhooks(request: Request) -> WebhookService:
+async def _webhooks(request: Request) -> WebhookService:
     return request.app.state.webhooks  # type: ignore[no-any-return]
 
 
-def _chat(request: Request) -> ChatService:
+async def _chat(request: Request) -> ChatService:
     return request.app.state.chat  # type: ignore[no-any-return]
 
 
-def _embeddings(request: Request) -> EmbeddingService:
+async def _embeddings(request: Request) -> EmbeddingService:
     return request.app.state.embeddings  # type: ignore[no-any-return]
 
 
-def _idempotency(request: Request) -> IdempotencyService:
+async def _idempotency(request: Request) -> IdempotencyService:
     return request.app.state.idempotency  # type: ignore[no-any-return]
 
 
@@ -98,7 +102,7 @@ def is_json(request: Request) -> bool:
     return media_type.strip().lower() == "application/json"
 
 
-def _json_body(request: Request, tenant: TenantDep) -> None:
+async def _json_body(request: Request, tenant: TenantDep) -> None:
     """415 unless the body is declared as JSON (FastAPI would read any body as JSON); after the
     API key and the limits, as before."""
     if not is_json(request):

@@ -1,4 +1,8 @@
-"""FastAPI dependencies, as Annotated aliases; the objects live on app.state (see api.main)."""
+"""FastAPI dependencies, as Annotated aliases; the objects live on app.state (see api.main).
+
+Every dependency is `async def`, even where it awaits nothing: FastAPI runs a plain `def`
+dependency in a worker thread, a hand-off per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,6 @@ from api.services.jobs import JobService
 from api.services.limits import Limits
 from api.services.search import SearchService
 from api.services.webhooks import WebhookService
-from common.apikeys import tenant_for
 from common.contract import INGEST_QUEUE, QUERY_QUEUE
 from common.jobs_async import AsyncJobStore
 from common.settings import Settings
@@ -29,45 +32,48 @@ BEARER = HTTPBearer(
     "it selects the tenant whose jobs, documents and searches the request sees.",
 )
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+# request.state attributes: the queue a route feeds, and whether the tenant was admitted.
+QUEUE_STATE = "ragq_queue"
+ADMITTED_STATE = "ragq_admitted"
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _redis(request: Request) -> aioredis.Redis:
+async def _redis(request: Request) -> aioredis.Redis:
     return request.app.state.redis  # type: ignore[no-any-return]
 
 
-def _store(request: Request) -> AsyncJobStore:
+async def _store(request: Request) -> AsyncJobStore:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
-def _jobs(request: Request) -> JobService:
+async def _jobs(request: Request) -> JobService:
     return request.app.state.jobs  # type: ignore[no-any-return]
 
 
-def _documents(request: Request) -> DocumentService:
+async def _documents(request: Request) -> DocumentService:
     return request.app.state.documents  # type: ignore[no-any-return]
 
 
-def _search(request: Request) -> SearchService:
+async def _search(request: Request) -> SearchService:
     return request.app.state.search  # type: ignore[no-any-return]
 
 
-def _webhooks(request: Request) -> WebhookService:
+async def _webhooks(request: Request) -> WebhookService:
     return request.app.state.webhooks  # type: ignore[no-any-return]
 
 
-def _chat(request: Request) -> ChatService:
+async def _chat(request: Request) -> ChatService:
     return request.app.state.chat  # type: ignore[no-any-return]
 
 
-def _embeddings(request: Request) -> EmbeddingService:
+async def _embeddings(request: Request) -> EmbeddingService:
     return request.app.state.embeddings  # type: ignore[no-any-return]
 
 
-def _idempotency(request: Request) -> IdempotencyService:
+async def _idempotency(request: Request) -> IdempotencyService:
     return request.app.state.idempotency  # type: ignore[no-any-return]
 
 
@@ -75,16 +81,18 @@ async def _tenant(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> str:
-    """The tenant of the request's API key (401 without a valid one); counts its request rate."""
+    """The tenant of the request's API key (401 without a valid one); counts its request rate
+    and checks the depth of the queue the route feeds (see `_capacity`), in one round trip."""
     if credentials is None:
         raise ApiError(
             401, "unauthorized", "send an API key: Authorization: Bearer rq_…", UNAUTHORIZED
         )
-    tenant = await tenant_for(request.app.state.redis, credentials.credentials)
+    limits: Limits = request.app.state.limits
+    queue: str | None = getattr(request.state, QUEUE_STATE, None)
+    tenant = await limits.admit(credentials.credentials, queue)
     if tenant is None:
         raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", UNAUTHORIZED)
-    limits: Limits = request.app.state.limits
-    await limits.check_rate(tenant)
+    setattr(request.state, ADMITTED_STATE, True)
     return tenant
 
 
@@ -94,18 +102,27 @@ def is_json(request: Request) -> bool:
     return media_type.strip().lower() == "application/json"
 
 
-def _json_body(request: Request) -> None:
-    """415 unless the body is declared as JSON (FastAPI would read any body as JSON)."""
+async def _json_body(request: Request, tenant: TenantDep) -> None:
+    """415 unless the body is declared as JSON (FastAPI would read any body as JSON); after the
+    API key and the limits, as before."""
     if not is_json(request):
         raise ApiError(415, "unsupported_media_type", "send application/json")
 
 
 def _capacity(queue: str) -> Callable[..., Awaitable[None]]:
-    """A dependency (after authentication) that answers 429 while `queue` is too deep."""
+    """A route dependency that answers 429 while `queue` is too deep.
 
-    async def check(request: Request, tenant: TenantDep) -> None:
-        limits: Limits = request.app.state.limits
-        await limits.check_queue(queue)
+    Route dependencies are solved before the endpoint's, so this one only names the queue, and
+    the tenant dependency measures it with the key lookup; were the tenant already admitted,
+    it measures the queue itself.
+    """
+
+    async def check(request: Request) -> None:
+        if getattr(request.state, ADMITTED_STATE, False):
+            limits: Limits = request.app.state.limits
+            await limits.check_queue(queue)
+        else:
+            setattr(request.state, QUEUE_STATE, queue)
 
     return check
 

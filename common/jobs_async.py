@@ -107,11 +107,6 @@ class AsyncJobStore:
             await pipe.execute()
         return record_from_hash(fields)
 
-    async def discard(self, job_id: str) -> None:
-        """Remove a job that could not be enqueued, so nothing is left half-written."""
-        await self.redis.delete(job_key(job_id), events_key(job_id), blob_key(job_id))
-        await self.redis.zrem(ACTIVE_JOBS_KEY, job_id)
-
     async def raw(self, job_id: str) -> dict[str, str]:
         """The job's hash (empty if it does not exist)."""
         return await self.redis.hgetall(job_key(job_id))  # type: ignore[misc,no-any-return]

@@ -30,6 +30,17 @@ from common.documents import (
 from common.keys import batch_key, content_key, doc_key, listing_key
 from common.schemas import JobKind, JobStatus, Progress
 
+# KEYS: the tenant's content index. ARGV: the prefix of its document keys, the document id ('':
+# the one that holds this content, if any), the content's SHA-256. Returns {id, its hash as
+# field/value pairs}: a submit's two reads in one round trip. The document key is built from the
+# id found here, so it cannot be declared in KEYS: ragq runs on one Redis, never a cluster.
+CURRENT_SCRIPT = """
+local id = ARGV[2]
+if id == '' then id = redis.call('HGET', KEYS[1], ARGV[3]) or '' end
+if id == '' then return {'', {}} end
+return {id, redis.call('HGETALL', ARGV[1] .. id)}
+"""
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -50,6 +61,7 @@ class DocumentService:
         self.redis = redis
         self.jobs = jobs
         self.settings = jobs.settings
+        self._current = redis.register_script(CURRENT_SCRIPT)
 
     async def _existing(self, tenant: str, document_id: str) -> dict[str, str]:
         return await self.redis.hgetall(doc_key(tenant, document_id))  # type: ignore[misc,no-any-return]
@@ -71,11 +83,11 @@ class DocumentService:
         if not vetted:
             webhook_url = await self.jobs.vet_webhook(webhook_url)
         sha = hashlib.sha256(upload.data).hexdigest()
-        document_id = upload.document_id
-        if document_id is None:
-            known = await self.redis.hget(content_key(tenant), sha)  # type: ignore[misc]
-            document_id = known or str(uuid.uuid4())
-        current = await self._existing(tenant, document_id)
+        found, pairs = await self._current(
+            keys=[content_key(tenant)], args=[doc_key(tenant, ""), upload.document_id or "", sha]
+        )
+        document_id = upload.document_id or found or str(uuid.uuid4())
+        current: dict[str, str] = dict(zip(pairs[::2], pairs[1::2], strict=True))
         if current.get("status") == DocumentStatus.DELETING:
             raise ApiError(
                 409, "document_deleting", f"document {document_id} is being deleted; try later"

@@ -1,4 +1,5 @@
-"""Creating, reading and cancelling jobs: validation, one Redis write, one Celery message."""
+"""Creating, reading and cancelling jobs: validation, then the record and the first Celery message
+in one Redis transaction."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError
 from api.schemas import AnswerIn, JobAccepted, JobList
 from api.services import inputs
+from api.services.messages import TaskMessages
 from common.contract import RETRIEVE_TASK
 from common.documents import settle
 from common.jobs_async import AsyncJobStore, BadCursor
@@ -28,6 +30,7 @@ class JobService:
         self.store = store
         self.celery = celery
         self.settings = settings
+        self.messages = TaskMessages(celery)
 
     async def enqueue(
         self,
@@ -41,17 +44,20 @@ class JobService:
         job_id: str | None = None,
         webhook_url: str | None = None,
     ) -> str:
-        """Record a queued job (with `also`'s writes, atomically) and send its first task."""
+        """Record a queued job and send its first task: with `also`'s writes, in one
+        transaction (one round trip), so none of it is stored unless all of it is."""
         job_id = job_id or str(uuid.uuid4())
         if webhook_url:
             fields = {**fields, "webhook_url": webhook_url}
-        await self.store.create(job_id, kind, tenant, extra=fields, blob=blob, also=also)
+        queue, message = self.messages.build(task, job_id, [job_id])
+
+        def write(pipe: Pipeline) -> None:
+            if also is not None:
+                also(pipe)
+            pipe.lpush(queue, message)
+
+        await self.store.create(job_id, kind, tenant, extra=fields, blob=blob, also=write)
         JOBS_CREATED.labels(kind.value).inc()
-        try:
-            await run_in_threadpool(self.celery.send_task, task, args=[job_id], task_id=job_id)
-        except Exception:
-            await self.store.discard(job_id)
-            raise
         return job_id
 
     async def submit_answer(

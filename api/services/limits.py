@@ -1,23 +1,40 @@
-"""Load limits kept in Redis, so they hold across API replicas: request rate and queue depth."""
+"""Load limits kept in Redis, so they hold across API replicas: request rate and queue depth.
+
+A request's API key, its tenant's rate and, for a route that feeds a queue, that queue's depth
+are read in one script call: one Redis round trip before any work.
+"""
 
 from __future__ import annotations
 
 import redis.asyncio as aioredis
 
 from api.errors import ApiError
-from common.keys import rate_key
+from common.apikeys import KEY_PREFIX, key_hash
+from common.keys import RATE_PREFIX, apikey_key
 from common.settings import Settings
 
-# A fixed window per tenant that starts with its first request: count it, and say how long the
-# window has left (a key that lost its expiry gets one again).
-RATE_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
+# The rate is a fixed window per tenant that starts with its first request (a key that lost its
+# expiry gets one again). KEYS: the API key's hash, the queue to measure (optional). ARGV: the
+# rate key prefix, the window in seconds, whether the rate is limited ('1'/'0'). Returns
+# {tenant, count, ttl, depth} (tenant nil: unknown key; depth -1: no queue). The rate key is
+# built from the tenant found here, so it cannot be declared in KEYS: ragq runs on one Redis,
+# never a cluster.
+ADMIT_SCRIPT = """
+local tenant = redis.call('HGET', KEYS[1], 'tenant')
+if not tenant then return {false, 0, 0, -1} end
+local count, ttl = 0, 0
+if ARGV[3] == '1' then
+  local rate = ARGV[1] .. tenant
+  count = redis.call('INCR', rate)
+  ttl = redis.call('TTL', rate)
+  if ttl < 0 then
+    redis.call('EXPIRE', rate, ARGV[2])
+    ttl = tonumber(ARGV[2])
+  end
 end
-return {count, ttl}
+local depth = -1
+if KEYS[2] then depth = redis.call('LLEN', KEYS[2]) end
+return {tenant, count, ttl, depth}
 """
 
 
@@ -27,30 +44,47 @@ class Limits:
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        self._rate = redis.register_script(RATE_SCRIPT)
+        self._admit = redis.register_script(ADMIT_SCRIPT)
 
-    async def check_rate(self, tenant: str) -> None:
-        """Count one request of the tenant; 429 with Retry-After past the limit."""
+    async def admit(self, key: str, queue: str | None = None) -> str | None:
+        """The tenant of a presented API key (None if unknown or revoked), after counting its
+        request (429 `rate_limited` past the limit) and, if given, checking the queue's depth
+        (429 `queue_full`): all in one round trip."""
+        if not key.startswith(KEY_PREFIX):
+            return None
         limit, window = self.settings.rate_limit_requests, self.settings.rate_limit_window_s
-        if not limit:
-            return
-        count, ttl = await self._rate(keys=[rate_key(tenant)], args=[window])
-        if int(count) > limit:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"at most {limit} requests per {window} s; retry after {int(ttl)} s",
-                {"Retry-After": str(max(1, int(ttl)))},
-            )
+        keys = [apikey_key(key_hash(key))] + ([queue] if queue else [])
+        tenant, count, ttl, depth = await self._admit(
+            keys=keys, args=[RATE_PREFIX, window, "1" if limit else "0"]
+        )
+        if tenant is None:
+            return None
+        if limit and int(count) > limit:
+            raise self._rate_limited(limit, window, int(ttl))
+        if queue and int(depth) > self.settings.max_queue_depth:
+            raise self._queue_full(queue, int(depth))
+        return str(tenant)
 
     async def check_queue(self, queue: str) -> None:
         """429 with Retry-After when the queue holds more messages than RAGQ_MAX_QUEUE_DEPTH."""
         depth = int(await self.redis.llen(queue))  # type: ignore[misc]
         if depth > self.settings.max_queue_depth:
-            retry = self.settings.backpressure_retry_after_s
-            raise ApiError(
-                429,
-                "queue_full",
-                f"the {queue} queue is full ({depth} waiting); retry after {retry} s",
-                {"Retry-After": str(retry)},
-            )
+            raise self._queue_full(queue, depth)
+
+    @staticmethod
+    def _rate_limited(limit: int, window: int, ttl: int) -> ApiError:
+        return ApiError(
+            429,
+            "rate_limited",
+            f"at most {limit} requests per {window} s; retry after {ttl} s",
+            {"Retry-After": str(max(1, ttl))},
+        )
+
+    def _queue_full(self, queue: str, depth: int) -> ApiError:
+        retry = self.settings.backpressure_retry_after_s
+        return ApiError(
+            429,
+            "queue_full",
+            f"the {queue} queue is full ({depth} waiting); retry after {retry} s",
+            {"Retry-After": str(retry)},
+        )

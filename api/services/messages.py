@@ -1,0 +1,67 @@
+"""A job's first Celery message, built to be written in the transaction that writes its record.
+
+`celery.send_task` is synchronous (a thread per call in the API) and costs Redis round trips of
+its own: the exchange's bindings, the result backend's subscribe and unsubscribe, the LPUSH and
+the task-sent event. Built here instead, the message is LPUSHed in the MULTI/EXEC that writes
+the job's record, so the two are stored together or not at all: never a message without its
+record, nor a record without its message. The message is the one `send_task` writes (tests
+compare the two): the headers and body of Celery's own `as_task_v2`, stamped by the
+`before_task_publish` receivers, in the envelope of kombu's Redis transport (the body JSON,
+base64-encoded). No task-sent event is published for it: Flower shows the task once a worker
+receives it.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+from celery import Celery, signals
+from kombu.utils.json import dumps
+
+from common.contract import ROUTES
+
+# kombu's Producer defaults: persistent delivery, priority 0 (the queue's own list, no suffix).
+PERSISTENT = 2
+
+
+class TaskMessages:
+    """Task messages as kombu's Redis transport stores them in a queue's list."""
+
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def build(self, task: str, task_id: str, args: list[Any]) -> tuple[str, str]:
+        """(the queue, the message to LPUSH onto it) of a task, as `send_task` would send it."""
+        queue = ROUTES[task]
+        message = self.celery.amqp.as_task_v2(
+            task_id, task, args=args, reply_to=self.celery.thread_oid, ignore_result=None
+        )
+        headers: dict[str, Any] = message.headers
+        properties: dict[str, Any] = message.properties
+        signals.before_task_publish.send(
+            sender=task,
+            body=message.body,
+            exchange=queue,
+            routing_key=queue,
+            headers=headers,
+            properties=properties,
+            declare=[],
+            retry_policy=None,
+        )
+        envelope = {
+            "body": base64.b64encode(dumps(message.body).encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": headers,
+            "properties": {
+                **properties,
+                "delivery_mode": PERSISTENT,
+                "delivery_info": {"exchange": queue, "routing_key": queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+        return queue, dumps(envelope)

@@ -48,6 +48,7 @@ from grounding import judged_claims
 from httpx_sse import aconnect_sse
 
 from cli.supervisor import free_port, running
+from common import prompt
 from common.attribution import Attribution, attribute
 from common.schemas import Citation, CitationMode, Span
 from common.settings import Settings
@@ -72,6 +73,11 @@ class Answer:
             (c for c in self.result["citations"] if c.get("marker")), key=lambda c: c["marker"]
         )
         return [by_doc[(c["document_id"], c["text"])] for c in marked]
+
+    def skip(self) -> int:
+        """The length of the prompt's prefill the answer starts with (0 if it does not)."""
+        start = prompt.prefill(self.passages)
+        return len(start) if self.result["answer"].startswith(start) else 0
 
 
 @dataclass
@@ -184,6 +190,7 @@ def collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[
         "RAGQ_DATA_DIR": tempfile.mkdtemp(prefix="ragq-bench-"),
         "RAGQ_CACHE_DIR": str(REPO / ".cache"),
         "RAGQ_API_PORT": str(free_port()),
+        "RAGQ_FLOWER_PORT": "0",  # no Flower: its fixed port may be another service's
         "RAGQ_MIN_RELEVANCE": "0",
         "RAGQ_RATE_LIMIT_REQUESTS": "0",
         "RAGQ_LLM_MAX_NUM_SEQS": str(args.concurrency),
@@ -265,6 +272,7 @@ def main() -> None:
                 a.order(),
                 CitationMode.BOTH,
                 settings.attribution_min_support,
+                a.skip(),
             )
             for a in answers
         ]
@@ -283,7 +291,9 @@ def main() -> None:
         found = []
         for a in answers:
             start = time.perf_counter()
-            found.append(attribute(a.result["answer"], a.passages, a.order(), mode, min_support))
+            found.append(
+                attribute(a.result["answer"], a.passages, a.order(), mode, min_support, a.skip())
+            )
             timings.append(time.perf_counter() - start)
         return score(answers, found)
 

@@ -1,7 +1,8 @@
 """Are an answer's cited passages the relevant ones? Attribution versus the model's markers.
 
     .venv/bin/python bench/attribution.py --data DIR [--limit 20] [--distractors 40]
-                                             [--max-tokens 96]
+                                             [--max-tokens 96] [--save FILE] [--show]
+    .venv/bin/python bench/attribution.py --answers FILE [--show]
 
 The defaults finish in about 20 minutes on two busy CPU cores (service start, ingestion, then
 about 14 minutes of answering); answers are cut at 96 tokens to fit.
@@ -20,6 +21,11 @@ passages the text marks, each sentence supported by the passages its markers nam
 the same run: the floor citation precision should not fall below. A table of the same figures
 for other `min_support` thresholds follows, computed here with `common.attribution` on the very
 answers and passages of the run. The last line is one JSON object.
+
+`--save FILE` writes the run's answers (claim, relevant documents, passages given, final result)
+as JSON; `--answers FILE` scores such a file again with the current `common.attribution`, with
+no service and no data folder, to compare ways of attributing on the very same answers.
+`--show` prints every answer with the passage each sentence is attributed to.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from grounding import judged_claims
 from httpx_sse import aconnect_sse
 
 from cli.supervisor import free_port, running
+from common import prompt
 from common.attribution import Attribution, attribute
 from common.schemas import Citation, CitationMode, Span
 from common.settings import Settings
@@ -66,6 +73,11 @@ class Answer:
             (c for c in self.result["citations"] if c.get("marker")), key=lambda c: c["marker"]
         )
         return [by_doc[(c["document_id"], c["text"])] for c in marked]
+
+    def skip(self) -> int:
+        """The length of the prompt's prefill the answer starts with (0 if it does not)."""
+        start = prompt.prefill(self.passages)
+        return len(start) if self.result["answer"].startswith(start) else 0
 
 
 @dataclass
@@ -161,17 +173,8 @@ async def run(
     return [a for a in answers if a is not None]
 
 
-def main() -> None:
-    """Measure and print the figures, then one JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_data_argument(parser)
-    parser.add_argument("--limit", type=int, default=20, help="judged claims to ask")
-    parser.add_argument("--distractors", type=int, default=40)
-    parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=96, help="RAGQ_LLM_MAX_TOKENS")
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
+def collect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[list[Answer], str]:
+    """Answer the claims through a fresh service; the answers and a line describing the run."""
     folder = data_folder(parser, args.data, [CORPUS, QUERIES, QRELS])
     found = judged_claims(folder, args.seed)
     corpus, queries, qrels, judged = found.corpus, found.queries, found.qrels, found.judged
@@ -187,6 +190,7 @@ def main() -> None:
         "RAGQ_DATA_DIR": tempfile.mkdtemp(prefix="ragq-bench-"),
         "RAGQ_CACHE_DIR": str(REPO / ".cache"),
         "RAGQ_API_PORT": str(free_port()),
+        "RAGQ_FLOWER_PORT": "0",  # no Flower: its fixed port may be another service's
         "RAGQ_MIN_RELEVANCE": "0",
         "RAGQ_RATE_LIMIT_REQUESTS": "0",
         "RAGQ_LLM_MAX_NUM_SEQS": str(args.concurrency),
@@ -197,31 +201,105 @@ def main() -> None:
         "HF_HUB_OFFLINE": "1",
     }
     os.environ.update(overrides)
-    settings = Settings()
     answers = asyncio.run(
-        run(settings, dict(os.environ), documents, claims, args.top_k, args.concurrency)
+        run(Settings(), dict(os.environ), documents, claims, args.top_k, args.concurrency)
     )
+    if args.save:
+        saved = [
+            {
+                "claim": a.claim,
+                "relevant": sorted(a.relevant),
+                "passages": [p.model_dump() for p in a.passages],
+                "result": a.result,
+            }
+            for a in answers
+        ]
+        args.save.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+    described = (
+        f"{len(answers)} of {len(claims)} SciFact claims answered, {len(documents)} abstracts, "
+        f"top_k {args.top_k}, max_tokens {args.max_tokens}"
+    )
+    return answers, described
+
+
+def load(path: Path) -> list[Answer]:
+    """Answers saved by `--save`."""
+    return [
+        Answer(
+            a["claim"],
+            set(a["relevant"]),
+            [Citation.model_validate(p) for p in a["passages"]],
+            a["result"],
+        )
+        for a in json.loads(path.read_text(encoding="utf-8"))
+    ]
+
+
+def show(answers: list[Answer], attributions: list[Attribution]) -> None:
+    """Each answer, then each sentence with the passage it is attributed to (* relevant)."""
+    for answer, attribution in zip(answers, attributions, strict=True):
+        print(f"\nCLAIM {answer.claim}\nANSWER {answer.result['answer']!r}")
+        for c in attribution.citations:
+            for span in c.spans:
+                mark = "*" if c.document_id in answer.relevant else " "
+                print(f"  {mark} {c.document_id:>9} {span.support:.2f} {span.text[:90]!r}")
+        for span in attribution.unsupported:
+            print(f"  - {'unsupported':>9} {span.support:.2f} {span.text[:90]!r}")
+
+
+def main() -> None:
+    """Measure and print the figures, then one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_data_argument(parser)
+    parser.add_argument("--limit", type=int, default=20, help="judged claims to ask")
+    parser.add_argument("--distractors", type=int, default=40)
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=96, help="RAGQ_LLM_MAX_TOKENS")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--save", type=Path, help="write the answers to this JSON file")
+    parser.add_argument("--answers", type=Path, help="score answers saved by --save instead")
+    parser.add_argument("--show", action="store_true", help="print every attributed answer")
+    args = parser.parse_args()
+    settings = Settings()
+    if args.answers:
+        answers = load(args.answers)
+        described = f"{len(answers)} saved answers from {args.answers}, attributed again"
+        attributions = [
+            attribute(
+                a.result["answer"],
+                a.passages,
+                a.order(),
+                CitationMode.BOTH,
+                settings.attribution_min_support,
+                a.skip(),
+            )
+            for a in answers
+        ]
+    else:
+        answers, described = collect(args, parser)
+        attributions = [from_result(a.result) for a in answers]
+    system = score(answers, attributions)
+    if args.show:
+        show(answers, attributions)
 
     floor = sum(a.passages[0].document_id in a.relevant for a in answers if a.passages)
     precision_at_1 = round(floor / len(answers), 3)
-    system = score(answers, [from_result(a.result) for a in answers])
     timings: list[float] = []
 
     def local(mode: CitationMode, min_support: float) -> Scores:
-        attributions = []
+        found = []
         for a in answers:
             start = time.perf_counter()
-            attributions.append(
-                attribute(a.result["answer"], a.passages, a.order(), mode, min_support)
+            found.append(
+                attribute(a.result["answer"], a.passages, a.order(), mode, min_support, a.skip())
             )
             timings.append(time.perf_counter() - start)
-        return score(answers, attributions)
+        return score(answers, found)
 
     markers = local(CitationMode.MARKERS, settings.attribution_min_support)
     print(
-        f"\n{len(answers)} of {len(claims)} SciFact claims answered, {len(documents)} abstracts, "
-        f"top_k {args.top_k}, max_tokens {args.max_tokens}, "
-        f"min_support {settings.attribution_min_support}; "
+        f"\n{described}, min_support {settings.attribution_min_support}; "
         f"precision@1 of retrieval {precision_at_1:.3f}"
     )
     print("| citations | answers with citation | citation precision | unsupported sentences |")

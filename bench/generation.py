@@ -213,6 +213,7 @@ async def run_bare(
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
         repetition_penalty=settings.llm_repetition_penalty,
+        frequency_penalty=settings.llm_frequency_penalty,
         output_kind=RequestOutputKind.DELTA,
     )
     counter = iter(range(1 << 30))

@@ -127,6 +127,7 @@ def attribute(
     order: Sequence[int],
     mode: CitationMode = CitationMode.BOTH,
     min_support: float = 0.5,
+    skip: int = 0,
 ) -> Attribution:
     """Attribute the answer's sentences to the passages the model was given.
 
@@ -134,11 +135,13 @@ def attribute(
     `[n]` of the text names `passages[order[n - 1]]` (`MarkerRewriter.order`). With `markers`,
     a sentence is supported by the passages its markers name; with `attribution`, by its best
     passage if that reaches `min_support`; with `both`, by that passage and by those its markers
-    name that reach `min_support` too.
+    name that reach `min_support` too. The answer's first `skip` characters are the service's
+    own words (the prompt's prefill), not the model's claim: their terms are not weighed.
     """
     found = sentences(answer)
     table = supports(
-        [terms(s.text) for s in found], [terms(f"{p.title}\n{p.text}") for p in passages]
+        [terms(answer[max(s.start, skip) : s.end]) for s in found],
+        [terms(f"{p.title}\n{p.text}") for p in passages],
     )
     spans: dict[int, list[Span]] = {}
     unsupported: list[Span] = []

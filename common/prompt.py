@@ -14,7 +14,17 @@ SYSTEM = (
     "Cite every passage you use with its number in square brackets, like [1] or [2]. "
     "If the passages do not contain the answer, say that you do not know."
 )
+# Last in the user's message, nearest the answer: a small model heeds it there (measured).
+INSTRUCTION = "Answer using only the passages. Quote the passage you use."
 PASSAGE_TOKEN_CAP = 384
+# The start of an answer drawn from passages, written for the model, which continues from it:
+# it makes a small model restate the passages rather than drift off them (measured).
+PREFILL = "According to the passages, "
+
+
+def prefill(passages: Sequence[Citation]) -> str:
+    """The text the answer starts with, before the model's own: `PREFILL` if it has passages."""
+    return PREFILL if passages else ""
 
 
 def messages(
@@ -23,7 +33,8 @@ def messages(
     history: Sequence[Turn] = (),
     instructions: str = "",
 ) -> list[dict[str, str]]:
-    """Chat messages: instruction, earlier turns, then the numbered passages and the question.
+    """Chat messages: instruction, earlier turns, then the numbered passages, the question and
+    how to answer it.
 
     An earlier answer's [n] markers are dropped: they numbered passages of its own turn.
     """
@@ -31,7 +42,11 @@ def messages(
         f"[{n}] {p.title}\n{p.text}" if p.title else f"[{n}] {p.text}"
         for n, p in enumerate(passages, start=1)
     )
-    user = f"Passages:\n\n{numbered}\n\nQuestion: {question}" if passages else question
+    user = (
+        f"Passages:\n\n{numbered}\n\nQuestion: {question}\n\n{INSTRUCTION}"
+        if passages
+        else question
+    )
     system = f"{SYSTEM}\n\n{instructions}" if instructions else SYSTEM
     earlier = [
         {
@@ -74,7 +89,7 @@ def render(
             messages(question, kept, turns, instructions),
             add_generation_prompt=True,
             tokenize=False,
-        )
+        ) + prefill(kept)
         ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) <= budget or not (kept or turns):
             return ids[-budget:], kept

@@ -88,7 +88,11 @@ class Settings(BaseSettings):
     llm_max_model_len: int = Field(default=2048, ge=256)
     llm_max_tokens: int = Field(default=256, ge=1)
     llm_temperature: float = Field(default=0.0, ge=0.0)
-    llm_repetition_penalty: float = Field(default=1.1, gt=0.0)
+    # The repetition penalty also weighs against every prompt token, the passages' words
+    # included, so it drove a small model off the passages; the frequency penalty counts only
+    # the answer's own tokens and still stops loops.
+    llm_repetition_penalty: float = Field(default=1.0, gt=0.0)
+    llm_frequency_penalty: float = Field(default=0.5, ge=-2.0, le=2.0)
     llm_max_num_seqs: int = Field(default=32, ge=1)
     llm_gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
     llm_tensor_parallel_size: int = Field(default=1, ge=1)

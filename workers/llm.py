@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from common import prompt
 from common.attribution import attribute
 from common.citations import MarkerRewriter
 from common.contract import GENERATE_TASK
@@ -41,7 +42,8 @@ class Streamer:
 
     The first text goes out at once; after it, text is flushed at most every `interval`
     seconds, so that many answers streaming together cost Redis, the API and the client one
-    event per interval each rather than one per token.
+    event per interval each rather than one per token. `prefill`, the start of the answer that
+    the prompt wrote for the model, goes out with the model's first text.
     """
 
     job_id: str
@@ -49,6 +51,7 @@ class Streamer:
     deadline: float
     rewriter: MarkerRewriter
     interval: float
+    prefill: str = ""
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
@@ -99,6 +102,9 @@ class Streamer:
                 return Outcome.SUCCEEDED
 
     def _take(self, delta: Delta) -> None:
+        if self.prefill and (delta.text or delta.finished):
+            self.pending.append(self.prefill)
+            self.prefill = ""
         if delta.text:
             if self.ttft_s is None:
                 self.ttft_s = time.monotonic() - self.started
@@ -156,6 +162,7 @@ def generate(
         deadline,
         MarkerRewriter(len(passages)),
         settings.llm_stream_interval_s,
+        prompt.prefill(passages),
     )
     outcome = streamer.run()
     if outcome is Outcome.DEADLINE_EXCEEDED:
@@ -164,7 +171,12 @@ def generate(
         answer = "".join(streamer.parts)
         mode = CitationMode(raw.get("citation_mode") or settings.citation_mode)
         attribution = attribute(
-            answer, passages, streamer.rewriter.order, mode, settings.attribution_min_support
+            answer,
+            passages,
+            streamer.rewriter.order,
+            mode,
+            settings.attribution_min_support,
+            len(prompt.prefill(passages)),
         )
         result = AnswerResult(
             answer=answer,

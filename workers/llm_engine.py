@@ -187,6 +187,7 @@ class LLMEngine:
             max_tokens=max_tokens,
             temperature=temperature,
             repetition_penalty=self.settings.llm_repetition_penalty,
+            frequency_penalty=self.settings.llm_frequency_penalty,
             output_kind=RequestOutputKind.DELTA,
             **options,
         )

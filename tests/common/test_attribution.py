@@ -129,3 +129,14 @@ def test_no_passages_leaves_every_sentence_unsupported() -> None:
     result = attribute("Something. Else.", [], [])
     assert result.citations == []
     assert [s.text for s in result.unsupported] == ["Something.", "Else."]
+
+
+def test_the_prefill_the_service_wrote_is_not_weighed() -> None:
+    start = "According to the passages, "
+    answer = start + "the Eiffel Tower is 330 metres tall."
+    plain = attribute(answer, PASSAGES, [], CitationMode.ATTRIBUTION)
+    skipped = attribute(answer, PASSAGES, [], CitationMode.ATTRIBUTION, skip=len(start))
+    (span,) = skipped.citations[0].spans
+    # The span is still the whole sentence; only the model's own words are weighed.
+    assert (span.start, span.text) == (0, answer)
+    assert span.support == 1.0 > plain.citations[0].spans[0].support

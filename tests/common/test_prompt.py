@@ -27,7 +27,16 @@ def test_passages_are_numbered_in_order(tokenizer) -> None:  # type: ignore[no-u
     text = tokenizer.decode(ids)
     assert text.index("[1] T1") < text.index("[2] T2") < text.index("Question: Q?")
     assert [p.document_id for p in kept] == ["d1", "d2"]
-    assert text.rstrip().endswith("assistant")
+    assert text.index("Question: Q?") < text.index(prompt.INSTRUCTION)
+    # The answer starts with the prefill: the model continues from it.
+    assert text.endswith("<|im_start|>assistant\n" + prompt.PREFILL)
+    assert prompt.prefill(kept) == prompt.PREFILL
+
+
+def test_without_passages_the_answer_has_no_prefill(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    ids, kept = prompt.render(tokenizer, "Q?", [], 2048, 256)
+    assert kept == [] and prompt.prefill(kept) == ""
+    assert tokenizer.decode(ids).endswith("<|im_start|>assistant\n")
 
 
 def test_prompt_leaves_room_for_the_answer(tokenizer) -> None:  # type: ignore[no-untyped-def]

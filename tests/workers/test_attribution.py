@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from common import prompt
 from common.attribution import attribute, sentences
 from common.schemas import Citation, CitationMode
 from common.settings import Settings
@@ -53,7 +54,9 @@ def answer(http: httpx.Client, question: str, ids: list[str], **extra: Any) -> d
     keys = [(p["document_id"], p["text"]) for p in given]
     order = [keys.index((c["document_id"], c["text"])) for c in marked]
     mode = CitationMode(result["citation_mode"])
-    expected = attribute(result["answer"], passages, order, mode, MIN_SUPPORT)
+    start = prompt.prefill(passages)
+    assert result["answer"].startswith(start)  # the prefill the model continued from
+    expected = attribute(result["answer"], passages, order, mode, MIN_SUPPORT, len(start))
     assert [c.model_dump() for c in expected.citations] == result["citations"]
     assert [s.model_dump() for s in expected.unsupported] == result["unsupported"]
     return result

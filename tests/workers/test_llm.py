@@ -107,6 +107,26 @@ def test_markers_are_rewritten_across_flushes(store: JobStore, redis_url: str) -
     assert "".join(tokens(store, job_id)) == "See [1] and [2]."
 
 
+def test_the_prefill_goes_out_with_the_first_text(store: JobStore, redis_url: str) -> None:
+    job_id = running_job(store, redis_url)
+    generation = ScriptedGeneration("2] says", " so.")
+    streaming = Streamer(job_id, generation, time.time() + 30, MarkerRewriter(2), 0, "Passage [")  # type: ignore[arg-type]
+    assert streaming.run() is Outcome.SUCCEEDED
+    # The prefill and the model's text are one answer: the marker they form is rewritten.
+    assert "".join(tokens(store, job_id)) == "".join(streaming.parts) == "Passage [1] says so."
+    assert streaming.usage().completion_tokens == 2
+
+
+def test_an_empty_generation_still_answers_the_prefill(store: JobStore, redis_url: str) -> None:
+    job_id = running_job(store, redis_url)
+    streaming = Streamer(
+        job_id, ScriptedGeneration(""), time.time() + 30, MarkerRewriter(1), 0, "It"
+    )  # type: ignore[arg-type]
+    assert streaming.run() is Outcome.SUCCEEDED
+    assert tokens(store, job_id) == streaming.parts == ["It"]
+    assert streaming.usage().ttft_s is None
+
+
 def test_a_cancelled_job_stops_the_generation(store: JobStore, redis_url: str) -> None:
     job_id = running_job(store, redis_url)
     assert store.finish(job_id, JobStatus.CANCELLED)

@@ -8,6 +8,7 @@ from typing import Any
 from common.citations import strip_markers
 from common.conversation import Turn
 from common.schemas import Citation
+from common.settings import get_settings
 
 SYSTEM = (
     "You answer the user's question using only the numbered passages provided. "
@@ -17,14 +18,12 @@ SYSTEM = (
 # Last in the user's message, nearest the answer: a small model heeds it there (measured).
 INSTRUCTION = "Answer using only the passages. Quote the passage you use."
 PASSAGE_TOKEN_CAP = 384
-# The start of an answer drawn from passages, written for the model, which continues from it:
-# it makes a small model restate the passages rather than drift off them (measured).
-PREFILL = "According to the passages, "
 
 
 def prefill(passages: Sequence[Citation]) -> str:
-    """The text the answer starts with, before the model's own: `PREFILL` if it has passages."""
-    return PREFILL if passages else ""
+    """The text the answer starts with, before the model's own: `RAGQ_ANSWER_PREFILL` if it has
+    passages."""
+    return get_settings().answer_prefill if passages else ""
 
 
 def messages(

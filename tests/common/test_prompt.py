@@ -9,7 +9,7 @@ from common import prompt
 from common.conversation import Turn
 from common.models import llm_model_path
 from common.schemas import Citation
-from common.settings import Settings
+from common.settings import Settings, get_settings
 from tests.conftest import REPO
 
 
@@ -29,8 +29,8 @@ def test_passages_are_numbered_in_order(tokenizer) -> None:  # type: ignore[no-u
     assert [p.document_id for p in kept] == ["d1", "d2"]
     assert text.index("Question: Q?") < text.index(prompt.INSTRUCTION)
     # The answer starts with the prefill: the model continues from it.
-    assert text.endswith("<|im_start|>assistant\n" + prompt.PREFILL)
-    assert prompt.prefill(kept) == prompt.PREFILL
+    assert text.endswith("<|im_start|>assistant\n" + get_settings().answer_prefill)
+    assert prompt.prefill(kept) == "According to the passages, "
 
 
 def test_without_passages_the_answer_has_no_prefill(tokenizer) -> None:  # type: ignore[no-untyped-def]

@@ -106,7 +106,10 @@ def test_ask_search_and_jobs(client: Client) -> None:
 
 
 def test_wait_timeout_and_errors(client: Client, service: Service) -> None:
-    queued = client.submit_answer("What does the Quorvel bridge cross?", top_k=1)
+    # A passage to answer from, and no relevance floor: the job goes on to generation rather
+    # than finishing at once as "not covered" before the first poll.
+    client.ingest_text(FACT, title="Quorvel bridge", wait=True)
+    queued = client.submit_answer("What does the Quorvel bridge cross?", top_k=1, min_relevance=0)
     with pytest.raises(WaitTimeout):
         client.wait(queued.job_id, timeout=0.01)
     client.cancel(queued.job_id)

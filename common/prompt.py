@@ -15,8 +15,6 @@ SYSTEM = (
     "Cite every passage you use with its number in square brackets, like [1] or [2]. "
     "If the passages do not contain the answer, say that you do not know."
 )
-# Last in the user's message, nearest the answer: a small model heeds it there (measured).
-INSTRUCTION = "Answer using only the passages. Quote the passage you use."
 PASSAGE_TOKEN_CAP = 384
 
 
@@ -41,11 +39,10 @@ def messages(
         f"[{n}] {p.title}\n{p.text}" if p.title else f"[{n}] {p.text}"
         for n, p in enumerate(passages, start=1)
     )
-    user = (
-        f"Passages:\n\n{numbered}\n\nQuestion: {question}\n\n{INSTRUCTION}"
-        if passages
-        else question
-    )
+    # Last in the user's message, nearest the answer: a small model heeds it there (measured).
+    instruction = get_settings().answer_instruction
+    after = f"\n\n{instruction}" if instruction else ""
+    user = f"Passages:\n\n{numbered}\n\nQuestion: {question}{after}" if passages else question
     system = f"{SYSTEM}\n\n{instructions}" if instructions else SYSTEM
     earlier = [
         {

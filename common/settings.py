@@ -89,13 +89,15 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=256, ge=1)
     llm_temperature: float = Field(default=0.0, ge=0.0)
     # The repetition penalty also weighs against every prompt token, the passages' words
-    # included, so it drove a small model off the passages; the frequency penalty counts only
-    # the answer's own tokens and still stops loops.
-    llm_repetition_penalty: float = Field(default=1.0, gt=0.0)
-    llm_frequency_penalty: float = Field(default=0.5, ge=-2.0, le=2.0)
-    # The start of an answer drawn from passages, written for the model, which continues from
-    # it: it makes a small model restate the passages rather than drift off them (measured).
-    answer_prefill: str = "According to the passages, "
+    # included; the frequency penalty counts only the answer's own tokens (see the README's
+    # *Citation attribution* for what each did to the default model).
+    llm_repetition_penalty: float = Field(default=1.1, gt=0.0)
+    llm_frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    # Said after the question, and the start of an answer drawn from passages (which the model
+    # continues from): both make a small model restate the passages, and list them rather than
+    # answer, so neither is on by default (measured; README *Citation attribution*).
+    answer_instruction: str = ""
+    answer_prefill: str = ""
     llm_max_num_seqs: int = Field(default=32, ge=1)
     llm_gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
     llm_tensor_parallel_size: int = Field(default=1, ge=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -27,9 +29,30 @@ def test_passages_are_numbered_in_order(tokenizer) -> None:  # type: ignore[no-u
     text = tokenizer.decode(ids)
     assert text.index("[1] T1") < text.index("[2] T2") < text.index("Question: Q?")
     assert [p.document_id for p in kept] == ["d1", "d2"]
-    assert text.index("Question: Q?") < text.index(prompt.INSTRUCTION)
-    # The answer starts with the prefill: the model continues from it.
-    assert text.endswith("<|im_start|>assistant\n" + get_settings().answer_prefill)
+    assert text.rstrip().endswith("assistant") and prompt.prefill(kept) == ""
+
+
+@pytest.fixture
+def steered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings with an instruction after the question and a prefill."""
+    monkeypatch.setenv("RAGQ_ANSWER_INSTRUCTION", "Quote the passage you use.")
+    monkeypatch.setenv("RAGQ_ANSWER_PREFILL", "According to the passages, ")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_instruction_follows_the_question_and_the_answer_starts_with_the_prefill(
+    tokenizer,
+    steered: None,  # type: ignore[no-untyped-def]
+) -> None:
+    passages = [Citation(document_id="d1", title="T1", text="one", score=1.0)]
+    ids, kept = prompt.render(tokenizer, "Q?", passages, 2048, 256)
+    text = tokenizer.decode(ids)
+    assert text.index("Question: Q?") < text.index("Quote the passage you use.")
+    # The model continues from the prefill.
+    assert text.endswith("<|im_start|>assistant\nAccording to the passages, ")
     assert prompt.prefill(kept) == "According to the passages, "
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-import redis.asyncio as aioredis
 
 from common.clock import now_iso
 from common.keys import APIKEY_INDEX_KEY, apikey_key
@@ -119,14 +118,6 @@ def revoke_key(client: redis.Redis, key_or_id: str) -> KeyInfo | None:
         if info is not None:
             return info
     return None
-
-
-async def tenant_for(client: aioredis.Redis, key: str) -> str | None:
-    """The tenant of a presented key, or None if it is unknown or revoked."""
-    if not key.startswith(KEY_PREFIX):
-        return None
-    tenant = await client.hget(apikey_key(key_hash(key)), "tenant")  # type: ignore[misc]
-    return str(tenant) if tenant else None
 
 
 def open_redis(url: str) -> redis.Redis:

@@ -156,13 +156,15 @@ def generate(
         sampling,
     )
     passages = [Citation.model_validate(c) for c in citations]
+    # The answer's start that the prompt wrote for the model (the same rule as the prompt's).
+    start = prompt.prefill(passages)
     streamer = Streamer(
         job_id,
         generation,
         deadline,
         MarkerRewriter(len(passages)),
         settings.llm_stream_interval_s,
-        prompt.prefill(passages),
+        start,
     )
     outcome = streamer.run()
     if outcome is Outcome.DEADLINE_EXCEEDED:
@@ -176,7 +178,7 @@ def generate(
             streamer.rewriter.order,
             mode,
             settings.attribution_min_support,
-            len(prompt.prefill(passages)),
+            len(start),
         )
         result = AnswerResult(
             answer=answer,

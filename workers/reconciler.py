@@ -159,11 +159,6 @@ def message_ids(message: str | bytes) -> MessageIds:
     return (str(args[0]) if args else None), (str(task_id) if task_id else None)
 
 
-def message_job_id(message: str | bytes) -> str | None:
-    """The job id (first argument) of a Celery message as kombu stores it in Redis."""
-    return message_ids(message)[0]
-
-
 def broker_lists(queues: Iterable[str] = JOB_QUEUES) -> list[str]:
     """The Redis lists that hold the waiting messages of these queues, all priorities."""
     return [queue + suffix for queue in queues for suffix in PRIORITY_SUFFIXES]
@@ -175,7 +170,7 @@ def waiting_job_ids(client: redis.Redis, queues: Iterable[str] = JOB_QUEUES) -> 
     for name in broker_lists(queues):
         start = 0
         while page := client.lrange(name, start, start + PAGE - 1):
-            found.update(j for j in map(message_job_id, page) if j)  # type: ignore[arg-type]
+            found.update(j for j, _ in map(message_ids, page) if j)  # type: ignore[arg-type]
             start += PAGE
     return found
 

@@ -36,7 +36,8 @@ def _interrupt(*_: object) -> None:
 @main.command()
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for readiness.")
 def up(timeout: float) -> None:
-    """Start Redis (if none answers), the workers and the API; Ctrl-C stops them all."""
+    """Start Redis (the data folder's own unless RAGQ_REDIS_URL is set), the workers and the API;
+    Ctrl-C stops them all."""
     from cli.supervisor import Supervisor
     from common.models import convert_default_llm, default_llm_dir
 
@@ -176,7 +177,14 @@ def keys() -> None:
 def _keys_redis() -> redis.Redis:
     from common.apikeys import open_redis
 
-    return open_redis(runtime.resolve(get_settings()).redis_url)
+    settings = get_settings()
+    target = runtime.resolve(settings)
+    if target.runtime is None and "redis_url" not in settings.model_fields_set:
+        raise click.ClickException(
+            "no running `ragq up` to take the keys to (they live in its Redis): start it first, "
+            "or set RAGQ_REDIS_URL to the Redis the service uses"
+        )
+    return open_redis(target.redis_url)
 
 
 @keys.command("create")

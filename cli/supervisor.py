@@ -1,8 +1,8 @@
-"""`ragq up`: Redis (if none answers), the workers and the API as child processes of one command.
+"""`ragq up`: Redis, the workers and the API as child processes of one command.
 
 Written here rather than with a Procfile runner because the set of children depends on the
-environment (a Redis child only when none answers, its port chosen at start) and readiness is
-judged through our own /readyz.
+environment (a Redis child unless RAGQ_REDIS_URL names one that answers, its port chosen at
+start) and readiness is judged through our own /readyz.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from cli.commands import api_command, flower_command, redis_command, worker_comm
 from cli.processes import LOCK_NAME, describe, die_with_parent, lock_holders, port_holder, spawn
 from common.apikeys import ensure_dev_key, open_redis
 from common.contract import CPU_WORKER_QUEUES, LLM_QUEUE
+from common.keys import VECTOR_STORE_KEY
 from common.liveness import starting_steps
 from common.settings import Settings
 from ragq_client import NO_RETRY, Client, RagqError
@@ -47,6 +48,24 @@ def redis_answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except redis.RedisError:
         return False
+
+
+def claim_store(redis_url: str, vectors: Path) -> None:
+    """Bind a Redis to one embedded vector store; refuse one that lists another store's
+    documents, since its registry and that store would disagree."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        path = str(vectors.resolve())
+        client.set(VECTOR_STORE_KEY, path, nx=True)
+        owner = client.get(VECTOR_STORE_KEY)
+    finally:
+        client.close()
+    if owner != path:
+        raise RuntimeError(
+            f"the Redis at {redis_url} holds the documents of the vector store {owner}, not of "
+            f"{path}: use that data folder (RAGQ_DATA_DIR), another Redis database, or leave "
+            "RAGQ_REDIS_URL unset so that ragq up starts a Redis of this data folder's own"
+        )
 
 
 def readiness(checks: dict[str, Any] | None, steps: dict[str, str]) -> str:
@@ -227,16 +246,20 @@ class Supervisor:
             self.start(name, command, **env)
 
     def start_all(self) -> str:
-        """Start Redis if needed, the CPU worker, the llm worker and the API; the Redis URL."""
+        """Start Redis (unless one is given), the CPU worker, the llm worker and the API; the Redis URL."""
         s = self.settings
         self.claim()
         url = s.redis_url
-        if not redis_answers(url):
+        # Without RAGQ_REDIS_URL the Redis is the data folder's own, like the embedded vector
+        # store: a Redis shared by two data folders would list documents one store lacks.
+        if "redis_url" not in s.model_fields_set or not redis_answers(url):
             port = free_port()
             self.start("redis", redis_command(port, s.data_dir / "redis"))
             url = f"redis://127.0.0.1:{port}/0"
             self.env["RAGQ_REDIS_URL"] = url
             self._wait(lambda: redis_answers(url), 30, "redis")
+        elif not s.qdrant_url:
+            claim_store(url, s.vector_path)
         self.ensure_api_key(url)
         # The embedded vector store belongs to one process: one CPU worker serves both queues,
         # and webhook deliveries (short I/O tasks) ride along on its thread pool.

@@ -22,6 +22,8 @@ RECONCILER_LEASE_KEY = f"{PREFIX}:reconciler:lease"
 # How far the reconciler has indexed the held jobs an older version left in ACTIVE_JOBS_KEY only
 # (a ZSCAN cursor; "done" once it went through them all).
 RECONCILER_BACKFILL_KEY = f"{PREFIX}:reconciler:backfill"
+# The embedded vector store (its folder) whose documents this Redis lists.
+VECTOR_STORE_KEY = f"{PREFIX}:vector-store"
 # Every stored API key hash (for listing, counting and revoking by id).
 APIKEY_INDEX_KEY = f"{PREFIX}:apikeys"
 APIKEY_PREFIX = f"{PREFIX}:apikey:"

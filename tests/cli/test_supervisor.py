@@ -1,4 +1,5 @@
-"""What `ragq up` starts besides the API: Flower, listing the running workers."""
+"""What `ragq up` starts besides the API: Flower, listing the running workers; restarts; the
+Redis it binds to one vector store."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from cli.supervisor import Supervisor, readiness, relevant_lines
+import pytest
+
+from cli.supervisor import Supervisor, claim_store, readiness, relevant_lines
 from common.settings import Settings
 
 
@@ -82,3 +85,14 @@ def test_a_dead_childs_traceback_is_shown_rather_than_the_noise_after_it(tmp_pat
     log.write_text("\n".join(noise) + "\n")
     assert relevant_lines(log, lines=3) == "\n".join(noise[-3:])
     assert relevant_lines(tmp_path / "missing.log") == ""
+
+
+def test_a_redis_serves_one_embedded_vector_store(redis_url: str, tmp_path: Path) -> None:
+    url = redis_url.rsplit("/", 1)[0] + "/9"  # a database of its own
+    claim_store(url, tmp_path / "a" / "vectors")
+    claim_store(url, tmp_path / "a" / "vectors")  # the same store again: fine
+    with pytest.raises(RuntimeError) as refused:
+        claim_store(url, tmp_path / "b" / "vectors")
+    assert f"holds the documents of the vector store {tmp_path / 'a' / 'vectors'}" in str(
+        refused.value
+    )

@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 def up_env(data: Path) -> dict[str, str]:
     """The environment of a small service of its own: own Redis, data folder and ports."""
     return {
-        **os.environ,
-        "RAGQ_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nobody answers: own Redis
+        **{k: v for k, v in os.environ.items() if k != "RAGQ_REDIS_URL"},  # its own Redis
         "RAGQ_DATA_DIR": str(data),
         "RAGQ_RUNTIME_FILE": str(data.parent / "runtime.json"),
         "RAGQ_CACHE_DIR": str(REPO / ".cache"),
@@ -162,6 +161,9 @@ def test_commands_in_another_folder_find_the_service_and_down_stops_it(tmp_path:
         status = cli("status")
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"pid {up.pid}" in status.stdout and "ready     yes" in status.stdout
+        # Its own Redis, in its data folder, even where another answers on the default port.
+        assert "Redis     redis://127.0.0.1:6379/" not in status.stdout, status.stdout
+        assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()
         assert "development" in cli("keys", "list").stdout
         ingested = cli("ingest", "note.txt")
         assert ingested.returncode == 0, ingested.stderr
@@ -172,6 +174,8 @@ def test_commands_in_another_folder_find_the_service_and_down_stops_it(tmp_path:
     assert not Path(env["RAGQ_RUNTIME_FILE"]).exists()
     gone = cli("status")
     assert gone.returncode == 1 and "no running `ragq up`" in gone.stderr
+    keys = cli("keys", "list")  # its Redis went with it: no other Redis is used instead
+    assert keys.returncode == 1 and "no running `ragq up`" in keys.stderr, keys.stderr
     no_key = cli("ask", "anything?")
     assert no_key.returncode == 1
     assert "no API key: looked in RAGQ_API_KEY" in no_key.stderr, no_key.stderr

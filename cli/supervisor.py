@@ -246,7 +246,7 @@ class Supervisor:
             self.start(name, command, **env)
 
     def start_all(self) -> str:
-        """Start Redis (unless one is given), the CPU worker, the llm worker and the API; the Redis URL."""
+        """Start Redis (unless one is given), the workers and the API; the Redis URL."""
         s = self.settings
         self.claim()
         url = s.redis_url

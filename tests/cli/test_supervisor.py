@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 import pytest
 
 from cli.supervisor import Supervisor, claim_store, readiness, relevant_lines

@@ -258,7 +258,7 @@ class Supervisor:
             url = f"redis://127.0.0.1:{port}/0"
             self.env["RAGQ_REDIS_URL"] = url
             self._wait(lambda: redis_answers(url), 30, "redis")
-        elif not s.qdrant_url:
+        if not s.qdrant_url:
             claim_store(url, s.vector_path)
         self.ensure_api_key(url)
         # The embedded vector store belongs to one process: one CPU worker serves both queues,

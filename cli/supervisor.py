@@ -50,13 +50,14 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def claim_store(redis_url: str, vectors: Path) -> None:
+def claim_store(redis_url: str, vectors: Path, own: bool = False) -> None:
     """Bind a Redis to one embedded vector store; refuse one that lists another store's
-    documents, since its registry and that store would disagree."""
+    documents, since its registry and that store would disagree. The data folder's own Redis
+    follows its folder wherever it moves."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         path = str(vectors.resolve())
-        client.set(VECTOR_STORE_KEY, path, nx=True)
+        client.set(VECTOR_STORE_KEY, path, nx=not own)
         owner = client.get(VECTOR_STORE_KEY)
     finally:
         client.close()
@@ -252,14 +253,15 @@ class Supervisor:
         url = s.redis_url
         # Without RAGQ_REDIS_URL the Redis is the data folder's own, like the embedded vector
         # store: a Redis shared by two data folders would list documents one store lacks.
-        if "redis_url" not in s.model_fields_set or not redis_answers(url):
+        own = "redis_url" not in s.model_fields_set or not redis_answers(url)
+        if own:
             port = free_port()
             self.start("redis", redis_command(port, s.data_dir / "redis"))
             url = f"redis://127.0.0.1:{port}/0"
             self.env["RAGQ_REDIS_URL"] = url
             self._wait(lambda: redis_answers(url), 30, "redis")
         if not s.qdrant_url:
-            claim_store(url, s.vector_path)
+            claim_store(url, s.vector_path, own)
         self.ensure_api_key(url)
         # The embedded vector store belongs to one process: one CPU worker serves both queues,
         # and webhook deliveries (short I/O tasks) ride along on its thread pool.

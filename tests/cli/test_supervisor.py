@@ -95,3 +95,6 @@ def test_a_redis_serves_one_embedded_vector_store(redis_url: str, tmp_path: Path
     assert f"holds the documents of the vector store {tmp_path / 'a' / 'vectors'}" in str(
         refused.value
     )
+    claim_store(url, tmp_path / "moved" / "vectors", own=True)  # its own, in a moved folder
+    with pytest.raises(RuntimeError):
+        claim_store(url, tmp_path / "a" / "vectors")

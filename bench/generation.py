@@ -4,8 +4,12 @@ System: HTTP submit → Redis → query worker (embed, search) → llm worker (s
 OpenAI route: the same questions as streamed `POST /v1/chat/completions` (the same jobs
 underneath), at the highest concurrency, reported as `ratio_openai_c<top>`.
 Bare: the very same prompt token ids straight into an AsyncLLM with the same engine settings.
-Prints tokens/s for both, their ratio, and time to first token (p50/p95) per concurrency; the
-last line is one JSON object.
+In-process pipeline: that engine again, each question first embedded, searched in the store the
+system filled and rendered into its prompt by the query worker's own functions, in one process —
+the same work without the queues (`ttft_queue_overhead_ms_p50_c<lowest>`, system minus pipeline, and
+`ttft_ratio_p50_c<highest>`, system ÷ pipeline).
+Prints tokens/s, their ratio, and time to first token (p50/p95) per concurrency; the last line
+is one JSON object.
 
     .venv/bin/python bench/generation.py --data PATH   # N=64 jobs at concurrency 1, 8 and 32
 
@@ -32,10 +36,12 @@ from httpx_sse import aconnect_sse
 
 from cli.supervisor import free_port, running
 from common import prompt
+from common.apikeys import DEFAULT_TENANT
 from common.schemas import Citation
-from common.settings import Settings
+from common.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[1]
+TOP_K = 5  # POST /v1/answers' default
 
 
 @dataclass
@@ -186,10 +192,27 @@ async def run_system(
     return results, given
 
 
+def pipeline_prompt(question: str) -> list[int]:
+    """The in-process pipeline's work before the engine, with the query worker's own functions:
+    embed the question, hybrid search of the tenant's chunks, render the prompt."""
+    from workers import engines
+    from workers.query import search
+
+    settings = get_settings()
+    passages = search(DEFAULT_TENANT, question, TOP_K, settings.search_mode)
+    ids, _ = prompt.render(
+        engines.llm_tokenizer(), question, passages, settings.llm_max_model_len,
+        settings.llm_max_tokens,
+    )  # fmt: skip
+    return ids
+
+
 async def run_bare(
-    settings: Settings, prompts: list[list[int]], n: int, levels: list[int]
-) -> dict[int, Result]:
-    """Measure a bare AsyncLLM on the same prompt ids with the same engine settings."""
+    settings: Settings, prompts: list[list[int]], questions: list[str], n: int, levels: list[int]
+) -> tuple[dict[int, Result], dict[int, Result]]:
+    """Measure one AsyncLLM with the same engine settings two ways: bare, on the same prompt
+    ids, and as an in-process pipeline that first retrieves and renders each question's prompt
+    (the store the system filled, opened once the service stopped)."""
     from vllm import SamplingParams
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.inputs import TokensPrompt
@@ -197,6 +220,7 @@ async def run_bare(
     from vllm.v1.engine.async_llm import AsyncLLM
 
     from common.models import llm_model_path
+    from workers import engines
     from workers.llm_engine import enforce_eager
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.llm_cpu_kvcache_gib))
@@ -218,12 +242,13 @@ async def run_bare(
     )
     counter = iter(range(1 << 30))
 
-    async def one(i: int) -> Run:
+    async def one(i: int, pipeline: bool = False) -> Run:
         start = time.perf_counter()
         ttft: float | None = None
         tokens = 0
+        ids = await asyncio.to_thread(pipeline_prompt, questions[i]) if pipeline else prompts[i]
         stream = engine.generate(
-            TokensPrompt(prompt_token_ids=prompts[i]), params, f"bare-{next(counter)}"
+            TokensPrompt(prompt_token_ids=ids), params, f"bare-{next(counter)}"
         )
         async for out in stream:
             if out.outputs[0].text and ttft is None:
@@ -231,18 +256,26 @@ async def run_bare(
             tokens += len(out.outputs[0].token_ids)
         return Run(ttft or 0.0, tokens)
 
-    results = {}
+    def piped(i: int) -> Awaitable[Run]:
+        return one(i, pipeline=True)
+
+    results, pipeline = {}, {}
     try:
+        await asyncio.to_thread(pipeline_prompt, questions[0])  # loads the models and the store
         await bounded(4, 4, one)
         for c in levels:
             results[c] = await bounded(n, c, one)
-            r = results[c]
+            pipeline[c] = await bounded(n, c, piped)
+            r, p = results[c], pipeline[c]
             print(
-                f"bare   c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms", flush=True
+                f"bare   c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms; "
+                f"in-process pipeline {p.tok_s:.1f} tok/s, TTFT p50 {p.ttft_ms(0.5):.0f} ms",
+                flush=True,
             )
     finally:
         engine.shutdown()
-    return results
+        engines.close_all()
+    return results, pipeline
 
 
 def main() -> None:
@@ -300,18 +333,18 @@ def main() -> None:
             tokenizer, q, passages, settings.llm_max_model_len, settings.llm_max_tokens
         )
         prompts.append(ids)
-    bare = asyncio.run(run_bare(settings, prompts, args.n, levels))
+    bare, pipeline = asyncio.run(run_bare(settings, prompts, questions, args.n, levels))
 
     print(f"\n{args.n} answer jobs per level, {args.max_tokens} max tokens, {args.docs} docs")
-    print("| concurrency | system tok/s | bare tok/s | ratio | TTFT p50 system / bare (ms) "
-          "| TTFT p95 system / bare (ms) |")  # fmt: skip
+    print("| concurrency | system tok/s | bare tok/s | ratio | TTFT p50 system / pipeline / bare "
+          "(ms) | TTFT p95 system / pipeline / bare (ms) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     for c in levels:
-        s, b = system[c], bare[c]
+        s, p, b = system[c], pipeline[c], bare[c]
         print(
             f"| {c} | {s.tok_s:.1f} | {b.tok_s:.1f} | {s.tok_s / b.tok_s:.2f} "
-            f"| {s.ttft_ms(0.5):.0f} / {b.ttft_ms(0.5):.0f} "
-            f"| {s.ttft_ms(0.95):.0f} / {b.ttft_ms(0.95):.0f} |"
+            f"| {s.ttft_ms(0.5):.0f} / {p.ttft_ms(0.5):.0f} / {b.ttft_ms(0.5):.0f} "
+            f"| {s.ttft_ms(0.95):.0f} / {p.ttft_ms(0.95):.0f} / {b.ttft_ms(0.95):.0f} |"
         )
     summary: dict[str, float] = {
         f"ratio_c{c}": round(system[c].tok_s / bare[c].tok_s, 3) for c in levels
@@ -319,7 +352,15 @@ def main() -> None:
     for n, c in enumerate(levels):
         key = "ttft_overhead_ms_p50" if n == 0 else f"ttft_overhead_ms_p50_c{c}"
         summary[key] = round(system[c].ttft_ms(0.5) - bare[c].ttft_ms(0.5), 1)
-    top = max(levels)
+    top, low = max(levels), min(levels)
+    # What the queues cost: the system against the same work done in one process.
+    summary[f"ttft_queue_overhead_ms_p50_c{low}"] = round(
+        system[low].ttft_ms(0.5) - pipeline[low].ttft_ms(0.5), 1
+    )
+    summary[f"ttft_ratio_p50_c{top}"] = round(
+        system[top].ttft_ms(0.5) / pipeline[top].ttft_ms(0.5), 3
+    )
+    summary[f"pipeline_tok_s_c{top}"] = round(pipeline[top].tok_s, 1)
     summary[f"ratio_openai_c{top}"] = round(system[-top].tok_s / bare[top].tok_s, 3)
     summary[f"openai_tok_s_c{top}"] = round(system[-top].tok_s, 1)
     summary[f"system_tok_s_c{top}"] = round(system[top].tok_s, 1)

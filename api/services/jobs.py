@@ -14,6 +14,7 @@ from api.errors import ApiError
 from api.schemas import AnswerIn, JobAccepted, JobList
 from api.services import inputs
 from api.services.messages import TaskMessages
+from common.access import Access
 from common.contract import RETRIEVE_TASK
 from common.documents import settle
 from common.jobs_async import AsyncJobStore, BadCursor
@@ -61,9 +62,10 @@ class JobService:
         return job_id
 
     async def submit_answer(
-        self, tenant: str, body: AnswerIn, extra: dict[str, str] | None = None
+        self, tenant: str, access: Access, body: AnswerIn, extra: dict[str, str] | None = None
     ) -> JobAccepted:
-        """Queue an answer job (`extra`: more fields of its record, such as a conversation)."""
+        """Queue an answer job (`extra`: more fields of its record, such as a conversation);
+        it retrieves only from the chunks `access` reads."""
         question = inputs.text(body.question, "question", self.settings.max_question_chars)
         top_k, deadline_s = body.top_k, body.deadline_s
         inputs.top_k(top_k, self.settings.max_top_k)
@@ -84,6 +86,7 @@ class JobService:
         if body.filter is not None:
             fields["filter"] = body.filter.model_dump_json(exclude_none=True)
         fields.update(extra or {})
+        fields.update(access.fields())
         webhook_url = await self.vet_webhook(body.webhook_url)
         job_id = await self.enqueue(
             RETRIEVE_TASK, JobKind.ANSWER, tenant, fields, webhook_url=webhook_url

@@ -202,7 +202,9 @@ def keys_create(tenant: str, groups: str, admin: bool) -> None:
 
     names = [name.strip() for name in groups.split(",") if name.strip()]
     if admin and names:
-        raise click.BadParameter("an admin key reads every group; give no --groups", "--admin")
+        raise click.BadParameter(
+            "an admin key reads every group; give no --groups", param_hint="--admin"
+        )
     try:
         check_tenant(tenant)
     except ValueError as exc:
@@ -214,9 +216,7 @@ def keys_create(tenant: str, groups: str, admin: bool) -> None:
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot reach Redis: {exc}") from exc
     reads = "every document" if info.admin else f"groups: {', '.join(info.groups) or 'none'}"
-    console.print(
-        f"created {info.key_id} for tenant {info.tenant} ({reads}); store the key now:"
-    )
+    console.print(f"created {info.key_id} for tenant {info.tenant} ({reads}); store the key now:")
     click.echo(key)
 
 

@@ -78,7 +78,7 @@ if live and live ~= '' then
 end
 if ARGV[2] == 'failed' then
   redis.call('HSET', doc, 'status', 'failed', 'error', ARGV[3], 'updated_at', ARGV[4])
-  redis.call('HSET', KEYS[3], sha, id)
+  redis.call('HSETNX', KEYS[3], sha, id)
   return 2
 end
 redis.call('DEL', doc)

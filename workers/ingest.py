@@ -44,6 +44,11 @@ from workers.document_tasks import DocumentJob, run_document_task
 
 log = logging.getLogger(__name__)
 
+# Removes a content index entry (KEYS[1], field ARGV[1]) if it still names document ARGV[2].
+UNINDEX_SCRIPT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
 POINT_NAMESPACE = uuid.UUID("6f2b8c1e-51a4-4d3e-9a43-0c1f6f1d2a7b")
 
 
@@ -214,7 +219,9 @@ def _delete(job: DocumentJob) -> None:
         pipe.delete(doc_key(job.tenant, job.document_id))
         pipe.zrem(listing_key(job.tenant), job.document_id)
         if sha:
-            pipe.hdel(content_key(job.tenant), sha)
+            # Only this document's entry: the same content may index a document this one's key
+            # did not read (see `api.services.documents`).
+            pipe.eval(UNINDEX_SCRIPT, 1, content_key(job.tenant), sha, job.document_id)
         pipe.execute()
     result = {"document_id": job.document_id, "deleted_chunks": removed}
     job.store.finish(job.job_id, JobStatus.SUCCEEDED, result=result)

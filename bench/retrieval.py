@@ -242,8 +242,9 @@ def service(api: str | None) -> Iterator[tuple[str, Settings | None]]:
         }
     )
     settings = Settings()
-    with running(settings, dict(os.environ)):
-        yield settings.base_url, settings
+    with running(settings, dict(os.environ)) as supervisor:
+        # The Redis the service runs on (its own one, if RAGQ_REDIS_URL did not answer).
+        yield settings.base_url, settings.model_copy(update={"redis_url": supervisor.redis_url})
 
 
 def bench_auth(settings: Settings | None) -> dict[str, str]:

@@ -128,7 +128,8 @@ class JobService:
         return JobList(jobs=jobs, next_cursor=next_cursor)
 
     async def cancel(self, tenant: str, job_id: str) -> JobRecord:
-        """Cancel a queued or running job; 409 if it already finished or is a deletion.
+        """Cancel a queued or running job; 409 if it already finished, or is a deletion or an
+        access-group change (the registry already holds the change its job applies).
 
         A cancelled ingest settles its document at once: the previous version is served again
         (or the document goes, if it had none); a running task notices at its next step and
@@ -137,6 +138,10 @@ class JobService:
         record = await self.get(tenant, job_id)
         if record.kind is JobKind.DELETE and not record.status.finished:
             raise ApiError(409, "job_not_cancellable", "a document's deletion cannot be cancelled")
+        if record.kind is JobKind.ACCESS and not record.status.finished:
+            raise ApiError(
+                409, "job_not_cancellable", "a change of access groups cannot be cancelled"
+            )
         cancelled = await self.store.cancel(job_id)
         record = await self.get(tenant, job_id)
         if not cancelled:

@@ -386,3 +386,15 @@ def test_job_records_stay_tenant_scoped(keys: Keys) -> None:
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     assert wait_job(keys.eng, job_id)["status"] == "succeeded"
+
+
+def test_an_access_job_cannot_be_cancelled(keys: Keys) -> None:
+    doc = keys.docs["eng"]
+    response = keys.admin.patch(f"/v1/documents/{doc}", json={"access_groups": ["eng"]})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    cancel = keys.admin.delete(f"/v1/jobs/{job_id}")
+    # Refused while it runs, and finished soon after (job_finished): never cancelled.
+    assert cancel.status_code == 409, cancel.text
+    assert code(cancel) in ("job_not_cancellable", "job_finished")
+    assert wait_job(keys.admin, job_id)["status"] == "succeeded"

@@ -328,11 +328,11 @@ class DocumentService:
         self, tenant: str, access: Access, offset: int, limit: int
     ) -> tuple[list[DocumentInfo], int]:
         """A page of the tenant's documents the key reads, oldest first, and how many."""
+        total: int | None = None
         if access.admin:
             ids: list[str] = await self.redis.zrange(
                 listing_key(tenant), offset, offset + limit - 1
             )
-            total = await self.redis.zcard(listing_key(tenant))
         else:
             total, ids = await self._visible_page(
                 keys=[listing_key(tenant)],
@@ -341,7 +341,11 @@ class DocumentService:
         async with self.redis.pipeline(transaction=False) as pipe:
             for document_id in ids:
                 pipe.hgetall(doc_key(tenant, document_id))
+            if total is None:
+                pipe.zcard(listing_key(tenant))
             raws = await pipe.execute()
+        if total is None:
+            *raws, total = raws
         # A document's groups may have changed between the two reads.
         visible = [raw for raw in raws if raw and access.sees(_groups_of(raw))]
         return [info_from_hash(raw) for raw in visible], int(total)

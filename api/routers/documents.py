@@ -28,7 +28,7 @@ router = APIRouter(tags=["documents"])
 # Redis ranges are 64-bit; no tenant has a billion documents.
 MAX_OFFSET = 1_000_000_000
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (413, 415, 422, 503)
+    code: {"model": ErrorBody} for code in (403, 413, 415, 422, 503)
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -43,6 +43,7 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
     responses={
         **ERRORS,
         **CONFLICT,
+        **NOT_FOUND,
         200: {
             "model": JobAccepted,
             "description": "the same content, or the same Idempotency-Key and body, again",
@@ -143,7 +144,7 @@ async def get_document(
     "/v1/documents/{document_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses={code: {"model": ErrorBody} for code in (403, 404, 409, 415, 422)},
+    responses={code: {"model": ErrorBody} for code in (403, 404, 409, 413, 415, 422)},
     dependencies=[INGEST_CAPACITY, JSON_BODY],
 )
 async def patch_document(

@@ -4,6 +4,7 @@ re-embedding; bad groups are refused."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -398,3 +399,35 @@ def test_an_access_job_cannot_be_cancelled(keys: Keys) -> None:
     assert cancel.status_code == 409, cancel.text
     assert code(cancel) in ("job_not_cancellable", "job_finished")
     assert wait_job(keys.admin, job_id)["status"] == "succeeded"
+
+
+def test_a_change_during_an_ingest_reaches_the_new_version(keys: Keys) -> None:
+    """Groups changed while a new version is being embedded: once both jobs ended, the new
+    version's chunks have the new groups (the access job waits for the ingest's lock, and the
+    ingest takes the registry's groups when it commits)."""
+    doc = ingest(keys.admin, "The Quillon ledger, first edition.", ["hr"], "Ledger")
+    paragraphs = [
+        f"Ledger entry {n}: the Zorblax turbine spun {n * 7} times and the clerk noted it down "
+        "with care, as every clerk of the Quillon works has done for many long years."
+        for n in range(400)
+    ]
+    body = {"text": "\n\n".join(paragraphs), "title": "Ledger", "document_id": doc}
+    update = keys.admin.post("/v1/documents", json=body)
+    assert update.status_code == 202, update.text
+    ingest_id = update.json()["job_id"]
+    while keys.admin.get(f"/v1/jobs/{ingest_id}").json()["status"] == "queued":
+        time.sleep(0.05)
+    change = keys.admin.patch(f"/v1/documents/{doc}", json={"access_groups": ["eng"]})
+    assert change.status_code == 202, change.text
+    # The change came while the new version was being written (what this test is about).
+    assert keys.admin.get(f"/v1/jobs/{ingest_id}").json()["status"] == "running"
+    ingested = wait_job(keys.admin, ingest_id)
+    changed = wait_job(keys.admin, change.json()["job_id"])
+    assert ingested["status"] == changed["status"] == "succeeded"
+    # The access job waited for the document's lock.
+    assert changed["started_at"] >= ingested["finished_at"]
+
+    found = search(keys.eng, "Zorblax turbine ledger", "sparse", top_k=50)
+    assert doc in {r["document_id"] for r in found}
+    assert all("first edition" not in r["text"] for r in found)
+    assert doc not in {r["document_id"] for r in search(keys.hr, "Zorblax turbine", "sparse")}

@@ -22,6 +22,7 @@ from api.services.jobs import JobService
 from api.services.limits import Limits
 from api.services.search import SearchService
 from api.services.webhooks import WebhookService
+from common.access import Access
 from common.contract import INGEST_QUEUE, QUERY_QUEUE
 from common.jobs_async import AsyncJobStore
 from common.settings import Settings
@@ -32,9 +33,11 @@ BEARER = HTTPBearer(
     "it selects the tenant whose jobs, documents and searches the request sees.",
 )
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
-# request.state attributes: the queue a route feeds, and whether the tenant was admitted.
+# request.state attributes: the queue a route feeds, whether the tenant was admitted, and what
+# the admitted key may read.
 QUEUE_STATE = "ragq_queue"
 ADMITTED_STATE = "ragq_admitted"
+ACCESS_STATE = "ragq_access"
 
 
 async def _settings(request: Request) -> Settings:
@@ -89,11 +92,17 @@ async def _tenant(
         )
     limits: Limits = request.app.state.limits
     queue: str | None = getattr(request.state, QUEUE_STATE, None)
-    tenant = await limits.admit(credentials.credentials, queue)
-    if tenant is None:
+    caller = await limits.admit(credentials.credentials, queue)
+    if caller is None:
         raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", UNAUTHORIZED)
     setattr(request.state, ADMITTED_STATE, True)
-    return tenant
+    setattr(request.state, ACCESS_STATE, caller.access)
+    return caller.tenant
+
+
+async def _access(request: Request, tenant: TenantDep) -> Access:
+    """What the request's API key may read within its tenant (after `_tenant` admitted it)."""
+    return getattr(request.state, ACCESS_STATE)  # type: ignore[no-any-return]
 
 
 def is_json(request: Request) -> bool:
@@ -135,6 +144,7 @@ DocumentsDep = Annotated[DocumentService, Depends(_documents)]
 SearchDep = Annotated[SearchService, Depends(_search)]
 WebhooksDep = Annotated[WebhookService, Depends(_webhooks)]
 TenantDep = Annotated[str, Depends(_tenant)]
+AccessDep = Annotated[Access, Depends(_access)]
 ChatDep = Annotated[ChatService, Depends(_chat)]
 EmbeddingsDep = Annotated[EmbeddingService, Depends(_embeddings)]
 IdempotencyDep = Annotated[IdempotencyService, Depends(_idempotency)]

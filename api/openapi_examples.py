@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+GROUPS_FIELD = "the documents' access groups: names separated by commas, or a JSON list"
 MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["file"],
@@ -11,6 +12,7 @@ MULTIPART_SCHEMA = {
         "metadata": {"type": "string", "description": "a JSON object"},
         "document_id": {"type": "string"},
         "webhook_url": {"type": "string", "description": "receives the final job record"},
+        "access_groups": {"type": "string", "description": GROUPS_FIELD},
     },
 }
 OPENAPI_BODY = {
@@ -36,6 +38,7 @@ OPENAPI_BATCH_BODY = {
                             "type": "string",
                             "description": "receives each job's final record",
                         },
+                        "access_groups": {"type": "string", "description": GROUPS_FIELD},
                     },
                 }
             }

@@ -50,6 +50,21 @@ class DocumentIn(RequestModel):
         default=None, description="Your id for the document; re-using it replaces the document."
     )
     webhook_url: WebhookUrl | None = None
+    access_groups: list[str] | None = Field(
+        default=None,
+        description="The document's access groups (each 1-64 characters of letters, digits, "
+        "'_', '.' or '-'; at most 32): only tenant admin keys and keys of one of the groups read "
+        "it (none: every key of the tenant). A key that is no admin assigns only its own groups.",
+    )
+
+
+class DocumentPatch(RequestModel):
+    """A change of a document's access groups (its chunks are not embedded again)."""
+
+    access_groups: list[str] = Field(
+        description="The document's new access groups (an empty list: ungrouped). A key that is "
+        "no admin may only change a document whose groups are all its own, to groups of its own."
+    )
 
 
 class AnswerIn(RequestModel):

@@ -31,6 +31,24 @@ def _metadata(raw: object) -> dict[str, Any] | None:
     return value
 
 
+def _groups(raw: object) -> list[str] | None:
+    """A form's `access_groups`: a JSON list of names, or names separated by commas."""
+    if raw in (None, ""):
+        return None
+    text = str(raw).strip()
+    if not text.startswith("["):
+        return [name.strip() for name in text.split(",")]
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            422, "invalid_access_groups", f"access_groups is not JSON: {exc.msg}"
+        ) from exc
+    if not isinstance(value, list):
+        raise ApiError(422, "invalid_access_groups", "access_groups must be a list of names")
+    return value
+
+
 def _validated(fields: dict[str, Any]) -> DocumentIn:
     try:
         return DocumentIn.model_validate(fields)
@@ -54,9 +72,16 @@ async def _file_upload(file: UploadFile, limit: int, form: FormData | None = Non
     names = ("title", "document_id", "webhook_url")
     fields: dict[str, Any] = {k: form.get(k) for k in names} if form else {}
     fields["metadata"] = _metadata(form.get("metadata") if form else None)
+    fields["access_groups"] = _groups(form.get("access_groups") if form else None)
     meta = _validated({"text": "", **fields})
     return Upload(
-        data, file.filename, meta.title, meta.metadata, meta.document_id, meta.webhook_url
+        data,
+        file.filename,
+        meta.title,
+        meta.metadata,
+        meta.document_id,
+        meta.webhook_url,
+        meta.access_groups,
     )
 
 
@@ -103,6 +128,7 @@ async def document_upload(
             doc.metadata,
             doc.document_id,
             doc.webhook_url,
+            doc.access_groups,
         )
         return upload, fingerprint
     raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
@@ -116,9 +142,19 @@ async def batch_uploads(
     form = await _batch_form(request, settings.max_batch_files)
     fingerprint = await form_fingerprint(request_scope(request), form) if idempotency_key else ""
     files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
-    webhook = _validated({"text": "", "webhook_url": form.get("webhook_url")}).webhook_url
+    shared = _validated(
+        {
+            "text": "",
+            "webhook_url": form.get("webhook_url"),
+            "access_groups": _groups(form.get("access_groups")),
+        }
+    )
     uploads = [
-        replace(await _file_upload(f, settings.max_upload_bytes), webhook_url=webhook)
+        replace(
+            await _file_upload(f, settings.max_upload_bytes),
+            webhook_url=shared.webhook_url,
+            access_groups=shared.access_groups,
+        )
         for f in files
     ]
     return uploads, fingerprint

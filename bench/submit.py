@@ -41,6 +41,7 @@ from api.services.documents import DocumentService, Upload
 from api.services.jobs import JobService
 from cli.commands import api_command, redis_command
 from cli.supervisor import free_port, redis_answers
+from common.access import ADMIN
 from common.apikeys import create_key, open_redis
 from common.contract import INGEST_QUEUE, QUERY_QUEUE, create_app
 from common.jobs_async import AsyncJobStore
@@ -117,9 +118,9 @@ async def bare(url: str, count: int, clients: int) -> tuple[float, list[float]]:
 
     async def one(n: int) -> None:
         if n % 2:
-            await documents.submit("bench", Upload(document(n).encode()))
+            await documents.submit("bench", ADMIN, Upload(document(n).encode()))
         else:
-            await jobs.submit_answer("bench", AnswerIn(question=question(n)))
+            await jobs.submit_answer("bench", ADMIN, AnswerIn(question=question(n)))
 
     try:
         await one(-2)

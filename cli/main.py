@@ -189,23 +189,40 @@ def _keys_redis() -> redis.Redis:
 
 @keys.command("create")
 @click.option("--tenant", required=True, help="The tenant the key acts for.")
-def keys_create(tenant: str) -> None:
+@click.option(
+    "--groups",
+    default="",
+    help="Access groups the key reads, comma-separated (hr,eng): besides the tenant's "
+    "ungrouped documents, it reads those of one of these groups.",
+)
+@click.option("--admin", is_flag=True, help="A tenant admin key: it reads every document.")
+def keys_create(tenant: str, groups: str, admin: bool) -> None:
     """Create a key for a tenant and print it (the only time it is shown)."""
-    from common.apikeys import create_key
+    from common.apikeys import check_tenant, create_key
 
+    names = [name.strip() for name in groups.split(",") if name.strip()]
+    if admin and names:
+        raise click.BadParameter(
+            "an admin key reads every group; give no --groups", param_hint="--admin"
+        )
     try:
-        key, info = create_key(_keys_redis(), tenant)
+        check_tenant(tenant)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tenant") from exc
+    try:
+        key, info = create_key(_keys_redis(), tenant, admin=admin, groups=names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--groups") from exc
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot reach Redis: {exc}") from exc
-    console.print(f"created {info.key_id} for tenant {info.tenant}; store the key now:")
+    reads = "every document" if info.admin else f"groups: {', '.join(info.groups) or 'none'}"
+    console.print(f"created {info.key_id} for tenant {info.tenant} ({reads}); store the key now:")
     click.echo(key)
 
 
 @keys.command("list")
 def keys_list() -> None:
-    """List the keys: id, tenant, creation time (never the keys themselves)."""
+    """List the keys: id, tenant, creation time, access (never the keys themselves)."""
     from common.apikeys import list_keys
 
     try:
@@ -214,7 +231,8 @@ def keys_list() -> None:
         raise click.ClickException(f"cannot reach Redis: {exc}") from exc
     for info in found:
         dev = "\tdevelopment" if info.dev else ""
-        click.echo(f"{info.key_id}\t{info.tenant}\t{info.created_at}{dev}")
+        reads = "admin" if info.admin else f"groups={','.join(info.groups)}"
+        click.echo(f"{info.key_id}\t{info.tenant}\t{info.created_at}\t{reads}{dev}")
 
 
 @keys.command("revoke")

@@ -1,6 +1,7 @@
 """API keys: `rq_…` bearer tokens mapped to tenants; Redis stores only their SHA-256.
 
-Layout: `ragq:apikey:<sha256>` is a hash {id, tenant, created_at, dev}; the set
+Layout: `ragq:apikey:<sha256>` is a hash {id, tenant, created_at, dev, admin, groups} (groups
+comma-separated; a hash without `admin` is from before access groups: an admin's); the set
 `ragq:apikeys` holds every stored hash (for listing, counting and revoking by id). The API
 reads with `redis.asyncio`, the CLI and the supervisor write with the sync client; both clients
 decode responses.
@@ -11,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
+from common.access import Access, check_groups
 from common.clock import now_iso
 from common.keys import APIKEY_INDEX_KEY, apikey_key
 
@@ -33,6 +36,13 @@ class KeyInfo:
     tenant: str
     created_at: str
     dev: bool
+    admin: bool = True
+    groups: tuple[str, ...] = ()
+
+    @property
+    def access(self) -> Access:
+        """What the key may read within its tenant."""
+        return Access(self.admin, () if self.admin else self.groups)
 
 
 def new_key() -> str:
@@ -63,11 +73,23 @@ def _info(digest: str, raw: dict[str, str]) -> KeyInfo:
         raw["tenant"],
         raw.get("created_at", ""),
         raw.get("dev") == "1",
+        raw.get("admin", "1") == "1" or raw.get("dev") == "1",
+        tuple(g for g in raw.get("groups", "").split(",") if g),
     )
 
 
-def store_key(client: redis.Redis, tenant: str, key: str, *, dev: bool = False) -> KeyInfo:
-    """Store a key's hash for the tenant (replacing what that hash had); its description."""
+def store_key(
+    client: redis.Redis,
+    tenant: str,
+    key: str,
+    *,
+    dev: bool = False,
+    admin: bool = False,
+    groups: Iterable[str] = (),
+) -> KeyInfo:
+    """Store a key's hash for the tenant (replacing what that hash had); its description.
+
+    The development key is an admin; ValueError for a bad tenant or group name."""
     if not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + 16:
         raise ValueError(
             f"an API key starts with {KEY_PREFIX!r} and has at least 16 more characters"
@@ -78,6 +100,8 @@ def store_key(client: redis.Redis, tenant: str, key: str, *, dev: bool = False) 
         "tenant": check_tenant(tenant),
         "created_at": now_iso(),
         "dev": "1" if dev else "0",
+        "admin": "1" if admin or dev else "0",
+        "groups": ",".join(check_groups(groups)),
     }
     with client.pipeline(transaction=True) as pipe:
         pipe.hset(apikey_key(digest), mapping=fields)
@@ -86,10 +110,19 @@ def store_key(client: redis.Redis, tenant: str, key: str, *, dev: bool = False) 
     return _info(digest, fields)
 
 
-def create_key(client: redis.Redis, tenant: str, *, dev: bool = False) -> tuple[str, KeyInfo]:
-    """A new key for the tenant, stored as its hash; (the key, shown once, and its description)."""
+def create_key(
+    client: redis.Redis,
+    tenant: str,
+    *,
+    dev: bool = False,
+    admin: bool = False,
+    groups: Iterable[str] = (),
+) -> tuple[str, KeyInfo]:
+    """A new key for the tenant, stored as its hash; (the key, shown once, and its description).
+
+    A non-admin key reads the tenant's ungrouped documents and those of its `groups`."""
     key = new_key()
-    return key, store_key(client, tenant, key, dev=dev)
+    return key, store_key(client, tenant, key, dev=dev, admin=admin, groups=groups)
 
 
 def list_keys(client: redis.Redis) -> list[KeyInfo]:

@@ -1,7 +1,8 @@
 """The document registry in Redis: one hash per document, a listing per tenant, a content index.
 
 The vector store holds the chunks; the registry holds what a client asks about a document
-(title, status, chunk count, content hash, the job that last changed it) and lets the API
+(title, status, chunk count, content hash, the job that last changed it, its access groups:
+a field of the document, not of a version) and lets the API
 recognise a re-submitted document by its SHA-256 without touching the store.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from common.access import ACCESS_GROUPS, loads_groups
 from common.clock import now_iso
 from common.keys import content_key, doc_key, listing_key
 from common.schemas import ErrorInfo
@@ -76,7 +78,7 @@ if live and live ~= '' then
 end
 if ARGV[2] == 'failed' then
   redis.call('HSET', doc, 'status', 'failed', 'error', ARGV[3], 'updated_at', ARGV[4])
-  redis.call('HSET', KEYS[3], sha, id)
+  redis.call('HSETNX', KEYS[3], sha, id)
   return 2
 end
 redis.call('DEL', doc)
@@ -99,6 +101,11 @@ class DocumentInfo(BaseModel):
     updated_at: str
     error: str | None = None
     size_bytes: int | None = Field(default=None, description="The uploaded content's size.")
+    access_groups: list[str] = Field(
+        default_factory=list,
+        description="Who reads the document besides tenant admin keys: keys of one of these "
+        "groups (none: every key of the tenant).",
+    )
 
 
 # Sets fields (ARGV[2:]) of a document hash (KEYS[1]) only while ARGV[1] is its latest request.
@@ -142,4 +149,5 @@ def info_from_hash(raw: Mapping[str, str]) -> DocumentInfo:
         updated_at=raw["updated_at"],
         error=raw.get("error") or None,
         size_bytes=int(raw["size_bytes"]) if raw.get("size_bytes") else None,
+        access_groups=loads_groups(raw.get(ACCESS_GROUPS)),
     )

@@ -137,6 +137,7 @@ class JobKind(StrEnum):
     ANSWER = "answer"
     DELETE = "delete"
     REINDEX = "reindex"
+    ACCESS = "access"
 
 
 class JobStatus(StrEnum):

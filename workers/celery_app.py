@@ -9,6 +9,7 @@ app = create_app(get_settings())
 app.conf.include = [
     "workers.ingest",
     "workers.reindex",
+    "workers.access",
     "workers.query",
     "workers.llm",
     "workers.lifecycle",

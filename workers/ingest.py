@@ -17,6 +17,7 @@ import uuid
 from itertools import islice
 from typing import Any
 
+from common.access import ACCESS_GROUPS, loads_groups
 from common.chunking import Chunk, chunk_sections
 from common.clock import now_iso
 from common.contract import DELETE_TASK, INGEST_TASK
@@ -43,6 +44,11 @@ from workers.document_tasks import DocumentJob, run_document_task
 
 log = logging.getLogger(__name__)
 
+# Removes a content index entry (KEYS[1], field ARGV[1]) if it still names document ARGV[2].
+UNINDEX_SCRIPT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
 POINT_NAMESPACE = uuid.UUID("6f2b8c1e-51a4-4d3e-9a43-0c1f6f1d2a7b")
 
 
@@ -61,7 +67,12 @@ def _still_wanted(job: DocumentJob) -> bool:
 
 
 def _points(
-    raw: dict[str, str], version: str, title: str, chunks: list[Chunk], vectors: Any
+    raw: dict[str, str],
+    version: str,
+    title: str,
+    groups: list[str],
+    chunks: list[Chunk],
+    vectors: Any,
 ) -> list[ChunkPoint]:
     metadata = json.loads(raw.get("metadata") or "{}")
     encoder = engines.sparse_encoder()
@@ -75,6 +86,7 @@ def _points(
             "text": chunk.text,
             "chunk_index": chunk.index,
             "metadata": metadata,
+            ACCESS_GROUPS: groups,
             VERSION: version,
             STATE: STAGED,
         }
@@ -84,6 +96,11 @@ def _points(
         sparse = encoder.encode_document(chunk.text)
         points.append(ChunkPoint(point, vector.tolist(), payload, sparse))
     return points
+
+
+def _groups(job: DocumentJob) -> list[str]:
+    """The document's access groups as the registry holds them now."""
+    return loads_groups(job.doc_field(ACCESS_GROUPS))
 
 
 def _commit_guard(job_id: str, raw: dict[str, str], title: str, total: int) -> Guard:
@@ -120,6 +137,7 @@ def _embed_and_store(job: DocumentJob, data: bytes) -> None:
     )
     title = raw.get("title") or parsed.title or raw.get("filename") or "untitled"
     vectors = engines.vector_store()
+    groups = _groups(job)
     total = len(chunks)
     store.progress(job_id, 0, total)
     done = 0
@@ -130,7 +148,7 @@ def _embed_and_store(job: DocumentJob, data: bytes) -> None:
             store.finish(job_id, JobStatus.CANCELLED, error=SUPERSEDED)
             return
         embedded = engines.batcher().encode([c.text for c in batch])
-        vectors.upsert(_points(raw, job_id, title, batch, embedded))
+        vectors.upsert(_points(raw, job_id, title, groups, batch, embedded))
         done += len(batch)
         INGEST_CHUNKS.inc(len(batch))
         store.progress(job_id, done, total)
@@ -173,6 +191,9 @@ def _close(job: DocumentJob) -> None:
     vectors = engines.vector_store()
     if record.status is JobStatus.SUCCEEDED:
         if json.loads(job.doc_field("live") or "{}").get("job_id") == job.job_id:
+            # The groups may have changed while the version was written (a change waits for
+            # this lock to reach the chunks): the staged chunks get the current ones first.
+            vectors.set_groups(job.tenant, job.document_id, _groups(job), version=job.job_id)
             vectors.commit_version(job.tenant, job.document_id, job.job_id)
         job.store.drop_blob(job.job_id)
         return
@@ -198,7 +219,9 @@ def _delete(job: DocumentJob) -> None:
         pipe.delete(doc_key(job.tenant, job.document_id))
         pipe.zrem(listing_key(job.tenant), job.document_id)
         if sha:
-            pipe.hdel(content_key(job.tenant), sha)
+            # Only this document's entry: the same content may index a document this one's key
+            # did not read (see `api.services.documents`).
+            pipe.eval(UNINDEX_SCRIPT, 1, content_key(job.tenant), sha, job.document_id)
         pipe.execute()
     result = {"document_id": job.document_id, "deleted_chunks": removed}
     job.store.finish(job.job_id, JobStatus.SUCCEEDED, result=result)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from common import conversation, prompt
+from common.access import Access
 from common.contract import EMBED_TASK, GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
 from common.schemas import (
     AnswerResult,
@@ -47,8 +48,10 @@ def search(
     fusion: SearchFusion | None = None,
     dense: list[float] | None = None,
     sparse: SparseVector | None = None,
+    groups: list[str] | None = None,
 ) -> list[Citation]:
-    """The tenant's chunks that best match the query (its vectors if known), best first."""
+    """The tenant's chunks that best match the query (its vectors if known), best first; with
+    `groups`, only ungrouped chunks and those of one of the groups."""
     settings = get_settings()
     if mode is not SearchMode.SPARSE and dense is None:
         dense = embed(query)
@@ -66,6 +69,7 @@ def search(
         mode=mode,
         filter=flt,
         fusion=fusion or settings.search_fusion,
+        groups=groups,
     )
     passages = [_citation(hit) for hit in hits]
     return reranker.rerank(query, passages)[:limit] if reranker else passages
@@ -99,13 +103,18 @@ def conversation_query(
     return f"{earlier}\n{question}", vector, terms
 
 
-def best_similarity(tenant: str, dense: list[float], flt: SearchFilter | None) -> float | None:
-    """The dense cosine similarity of the tenant's closest chunk to the query (None: no chunk).
+def best_similarity(
+    tenant: str, dense: list[float], flt: SearchFilter | None, groups: list[str] | None
+) -> float | None:
+    """The dense cosine similarity of the tenant's closest chunk to the query (None: no chunk),
+    among the chunks of `groups` and the ungrouped ones if given.
 
     Fused hybrid scores are not comparable across queries; this one is, so it can be held
     against a fixed threshold.
     """
-    hits = engines.vector_store().search(tenant, dense, 1, mode=SearchMode.DENSE, filter=flt)
+    hits = engines.vector_store().search(
+        tenant, dense, 1, mode=SearchMode.DENSE, filter=flt, groups=groups
+    )
     return hits[0].score if hits else None
 
 
@@ -141,11 +150,20 @@ def retrieve(self: JobTask, job_id: str) -> None:
     needs_dense = mode is not SearchMode.SPARSE or min_relevance > 0
     history = conversation.loads(raw.get("history"))
     query, dense, sparse = conversation_query(raw["question"], history, needs_dense)
+    # The groups of the key that asked, applied inside the search.
+    groups = Access.from_fields(raw).search_groups
     passages = search(
-        raw["tenant"], query, int(raw["top_k"]), mode, flt, dense=dense, sparse=sparse
+        raw["tenant"],
+        query,
+        int(raw["top_k"]),
+        mode,
+        flt,
+        dense=dense,
+        sparse=sparse,
+        groups=groups,
     )
     if dense is not None and min_relevance > 0:
-        relevance = best_similarity(raw["tenant"], dense, flt)
+        relevance = best_similarity(raw["tenant"], dense, flt, groups)
         if relevance is None or relevance < min_relevance:
             _not_covered(job_id, passages, relevance)
             return
@@ -180,6 +198,7 @@ def search_task(request: dict[str, Any], reply_key: str) -> None:
             SearchMode(request["mode"]),
             flt,
             fusion,
+            groups=request.get("groups"),
         )
         reply: dict[str, Any] = {"results": [hit.model_dump() for hit in hits]}
     except ValueError as exc:

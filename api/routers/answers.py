@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response, status
 from api.deps import (
     JSON_BODY,
     QUERY_CAPACITY,
+    AccessDep,
     IdempotencyDep,
     IdempotencyKeyDep,
     JobsDep,
@@ -35,6 +36,7 @@ async def submit_answer(
     body: AnswerIn,
     jobs: JobsDep,
     tenant: TenantDep,
+    access: AccessDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyDep = None,
 ) -> JobAccepted:
@@ -42,9 +44,9 @@ async def submit_answer(
     fingerprint = json_fingerprint(request_scope(request), await request.body())
     return await idempotency.respond(
         response,
-        tenant,
+        access.scope(tenant),
         idempotency_key,
         fingerprint,
         JobAccepted,
-        lambda: jobs.submit_answer(tenant, body),
+        lambda: jobs.submit_answer(tenant, access, body),
     )

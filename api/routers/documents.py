@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from api.deps import (
     INGEST_CAPACITY,
+    JSON_BODY,
+    AccessDep,
     DocumentsDep,
     IdempotencyDep,
     IdempotencyKeyDep,
@@ -16,7 +18,7 @@ from api.deps import (
 )
 from api.errors import ErrorBody
 from api.openapi_examples import OPENAPI_BATCH_BODY, OPENAPI_BODY
-from api.schemas import BatchAccepted, BatchStatus, DocumentList, JobAccepted
+from api.schemas import BatchAccepted, BatchStatus, DocumentList, DocumentPatch, JobAccepted
 from api.services.idempotency import json_fingerprint, request_scope
 from api.uploads import batch_uploads, document_upload
 from common.documents import DocumentInfo
@@ -26,7 +28,7 @@ router = APIRouter(tags=["documents"])
 # Redis ranges are 64-bit; no tenant has a billion documents.
 MAX_OFFSET = 1_000_000_000
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (413, 415, 422, 503)
+    code: {"model": ErrorBody} for code in (403, 413, 415, 422, 503)
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -41,6 +43,7 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
     responses={
         **ERRORS,
         **CONFLICT,
+        **NOT_FOUND,
         200: {
             "model": JobAccepted,
             "description": "the same content, or the same Idempotency-Key and body, again",
@@ -54,6 +57,7 @@ async def submit_document(
     response: Response,
     documents: DocumentsDep,
     tenant: TenantDep,
+    access: AccessDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyDep = None,
@@ -62,11 +66,11 @@ async def submit_document(
     upload, fingerprint = await document_upload(request, settings, idempotency_key)
     return await idempotency.respond(
         response,
-        tenant,
+        access.scope(tenant),
         idempotency_key,
         fingerprint,
         JobAccepted,
-        lambda: documents.submit(tenant, upload),
+        lambda: documents.submit(tenant, access, upload),
     )
 
 
@@ -87,6 +91,7 @@ async def submit_batch(
     response: Response,
     documents: DocumentsDep,
     tenant: TenantDep,
+    access: AccessDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyDep = None,
@@ -95,11 +100,11 @@ async def submit_batch(
     uploads, fingerprint = await batch_uploads(request, settings, idempotency_key)
     return await idempotency.respond(
         response,
-        tenant,
+        access.scope(tenant),
         idempotency_key,
         fingerprint,
         BatchAccepted,
-        lambda: documents.submit_batch(tenant, uploads),
+        lambda: documents.submit_batch(tenant, access, uploads),
     )
 
 
@@ -118,20 +123,40 @@ async def get_batch(
 async def list_documents(
     documents: DocumentsDep,
     tenant: TenantDep,
+    access: AccessDep,
     offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> DocumentList:
-    """The tenant's documents with their status and chunk counts, oldest first."""
-    page, total = await documents.list(tenant, offset, limit)
+    """The documents the key reads, with their status and chunk counts, oldest first."""
+    page, total = await documents.list(tenant, access, offset, limit)
     return DocumentList(documents=page, total=total, offset=offset, limit=limit)
 
 
 @router.get("/v1/documents/{document_id}", response_model=DocumentInfo, responses=NOT_FOUND)
 async def get_document(
-    document_id: str, documents: DocumentsDep, tenant: TenantDep
+    document_id: str, documents: DocumentsDep, tenant: TenantDep, access: AccessDep
 ) -> DocumentInfo:
-    """One document's status, chunk count and content hash."""
-    return await documents.get(tenant, document_id)
+    """One document's status, chunk count, content hash and access groups."""
+    return await documents.get(tenant, access, document_id)
+
+
+@router.patch(
+    "/v1/documents/{document_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses={code: {"model": ErrorBody} for code in (403, 404, 409, 413, 415, 422)},
+    dependencies=[INGEST_CAPACITY, JSON_BODY],
+)
+async def patch_document(
+    document_id: str,
+    body: DocumentPatch,
+    documents: DocumentsDep,
+    tenant: TenantDep,
+    access: AccessDep,
+) -> JobAccepted:
+    """Change a document's access groups (202 with the job that applies them to its chunks,
+    without embedding them again); the registry shows them at once."""
+    return await documents.set_groups(tenant, access, document_id, body.access_groups)
 
 
 @router.delete(
@@ -142,10 +167,10 @@ async def get_document(
     dependencies=[INGEST_CAPACITY],
 )
 async def delete_document(
-    document_id: str, documents: DocumentsDep, tenant: TenantDep
+    document_id: str, documents: DocumentsDep, tenant: TenantDep, access: AccessDep
 ) -> JobAccepted:
     """Queue the removal of a document's chunks from the store (202 with the job)."""
-    return await documents.delete(tenant, document_id)
+    return await documents.delete(tenant, access, document_id)
 
 
 @router.post(
@@ -164,6 +189,7 @@ async def reindex_all(
     response: Response,
     documents: DocumentsDep,
     tenant: TenantDep,
+    access: AccessDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyDep = None,
 ) -> BatchAccepted:
@@ -171,11 +197,11 @@ async def reindex_all(
     fingerprint = json_fingerprint(request_scope(request), b"")
     return await idempotency.respond(
         response,
-        tenant,
+        access.scope(tenant),
         idempotency_key,
         fingerprint,
         BatchAccepted,
-        lambda: documents.reindex_all(tenant),
+        lambda: documents.reindex_all(tenant, access),
     )
 
 
@@ -192,6 +218,7 @@ async def reindex_document(
     response: Response,
     documents: DocumentsDep,
     tenant: TenantDep,
+    access: AccessDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyDep = None,
 ) -> JobAccepted:
@@ -199,9 +226,9 @@ async def reindex_document(
     fingerprint = json_fingerprint(request_scope(request), b"")
     return await idempotency.respond(
         response,
-        tenant,
+        access.scope(tenant),
         idempotency_key,
         fingerprint,
         JobAccepted,
-        lambda: documents.reindex(tenant, document_id),
+        lambda: documents.reindex(tenant, access, document_id),
     )

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import JSON_BODY, QUERY_CAPACITY, ChatDep, EmbeddingsDep, TenantDep
+from api.deps import JSON_BODY, QUERY_CAPACITY, AccessDep, ChatDep, EmbeddingsDep, TenantDep
 from api.openai_schemas import (
     JOB_HEADER,
     ChatCompletion,
@@ -60,14 +60,19 @@ async def get_model(model: str, chat: ChatDep, tenant: TenantDep) -> ModelCard:
     dependencies=[QUERY_CAPACITY, JSON_BODY],
 )
 async def chat_completions(
-    request: Request, response: Response, body: ChatCompletionIn, chat: ChatDep, tenant: TenantDep
+    request: Request,
+    response: Response,
+    body: ChatCompletionIn,
+    chat: ChatDep,
+    tenant: TenantDep,
+    access: AccessDep,
 ) -> ChatCompletion | EventSourceResponse:
     """Answer the conversation's last question from the tenant's documents, as an answer job.
 
     The answer's `[n]` markers come with `url_citation` annotations, and the passages under the
     `citations` extension; retrieval options go in the `ragq` extension object.
     """
-    job_id, deadline_s = await chat.start(tenant, body)
+    job_id, deadline_s = await chat.start(tenant, access, body)
     base_url = str(request.base_url).rstrip("/")
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

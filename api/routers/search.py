@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import JSON_BODY, QUERY_CAPACITY, SearchDep, TenantDep
+from api.deps import JSON_BODY, QUERY_CAPACITY, AccessDep, SearchDep, TenantDep
 from api.errors import ErrorBody
 from api.schemas import SearchIn, SearchOut
 
@@ -17,6 +17,8 @@ router = APIRouter(prefix="/v1/search", tags=["search"])
     responses={code: {"model": ErrorBody} for code in (413, 415, 422, 503, 504)},
     dependencies=[QUERY_CAPACITY, JSON_BODY],
 )
-async def search(body: SearchIn, service: SearchDep, tenant: TenantDep) -> SearchOut:
-    """Rank the tenant's chunks for the query (hybrid, dense or sparse), with optional filters."""
-    return await service.search(tenant, body)
+async def search(
+    body: SearchIn, service: SearchDep, tenant: TenantDep, access: AccessDep
+) -> SearchOut:
+    """Rank the chunks the key reads for the query (hybrid, dense or sparse), with filters."""
+    return await service.search(tenant, access, body)

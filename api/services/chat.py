@@ -35,6 +35,7 @@ from api.openai_schemas import (
 from api.schemas import AnswerIn
 from api.services.jobs import JobService
 from common import conversation
+from common.access import Access
 from common.conversation import Turn
 from common.jobs_async import AsyncJobStore
 from common.schemas import AnswerResult, ErrorInfo, EventName, JobRecord, JobStatus
@@ -177,8 +178,9 @@ class ChatService:
         ]
         return question, history, "\n\n".join(t for t in instructions if t.strip())
 
-    async def start(self, tenant: str, body: ChatCompletionIn) -> tuple[str, float]:
-        """Queue the answer job of a completion; its id and its deadline in seconds."""
+    async def start(self, tenant: str, access: Access, body: ChatCompletionIn) -> tuple[str, float]:
+        """Queue the answer job of a completion (retrieving from what `access` reads); its id
+        and its deadline in seconds."""
         self.model(body.model)
         if body.model != CHAT_MODEL:
             raise ApiError(400, "invalid_model", f"{body.model!r} is not a chat model")
@@ -207,7 +209,7 @@ class ChatService:
         }
         if body.user:
             extra["user"] = body.user
-        accepted = await self.jobs.submit_answer(tenant, answer, extra)
+        accepted = await self.jobs.submit_answer(tenant, access, answer, extra)
         deadline = min(
             options.deadline_s or self.settings.answer_deadline_s,
             self.settings.answer_deadline_s,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +16,9 @@ from api.errors import ApiError
 from api.schemas import BatchAccepted, BatchStatus, JobAccepted
 from api.services.idempotency import Created
 from api.services.jobs import JobService
+from common.access import ACCESS_GROUPS, Access, check_groups, dumps_groups, loads_groups
 from common.clock import now_iso
-from common.contract import DELETE_TASK, INGEST_TASK, REINDEX_TASK
+from common.contract import DELETE_TASK, GROUPS_TASK, INGEST_TASK, REINDEX_TASK
 from common.documents import (
     LIVE,
     SUPERSEDED,
@@ -42,6 +44,64 @@ return {id, redis.call('HGETALL', ARGV[1] .. id)}
 """
 
 
+# A page of the documents a key that is no admin reads, oldest first, and how many there are.
+# KEYS: the tenant's listing. ARGV: the prefix of its document keys, offset, limit, then the
+# key's groups. Returns {total, ids}. It reads every document's groups (O(documents)): admins,
+# the usual readers of whole listings, page by ZRANGE instead.
+VISIBLE_PAGE_SCRIPT = """
+local mine = {}
+for i = 4, #ARGV do mine[ARGV[i]] = true end
+local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local total, page = 0, {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local raw = redis.call('HGET', ARGV[1] .. id, 'access_groups')
+  local seen = not raw or raw == '' or raw == '[]'
+  if not seen then
+    for _, group in ipairs(cjson.decode(raw)) do
+      if mine[group] then seen = true break end
+    end
+  end
+  if seen then
+    if total >= offset and #page < limit then page[#page + 1] = id end
+    total = total + 1
+  end
+end
+return {total, page}
+"""
+
+# Sets a document's groups (KEYS[1]; ARGV: groups JSON, now) unless it is gone or being
+# deleted meanwhile, so a change never leaves a half-written registry entry.
+SET_GROUPS_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'deleting' then return 0 end
+redis.call('HSET', KEYS[1], 'access_groups', ARGV[1], 'updated_at', ARGV[2])
+return 1
+"""
+
+
+def _not_found(document_id: str) -> ApiError:
+    return ApiError(404, "document_not_found", f"no document {document_id}")
+
+
+def _checked_groups(groups: Sequence[str], access: Access) -> list[str]:
+    """The groups sorted, if valid (else 422) and the key may assign them (else 403)."""
+    try:
+        checked = check_groups(groups)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_access_groups", str(exc)) from exc
+    if not access.may_assign(checked):
+        raise ApiError(
+            403,
+            "access_group_forbidden",
+            f"this API key may assign only its own groups: {', '.join(access.groups) or 'none'}",
+        )
+    return checked
+
+
+def _groups_of(raw: dict[str, str]) -> list[str]:
+    return loads_groups(raw.get(ACCESS_GROUPS))
+
+
 @dataclass(frozen=True)
 class Upload:
     """One document as the client sent it."""
@@ -52,6 +112,7 @@ class Upload:
     metadata: dict[str, Any] | None = None
     document_id: str | None = None
     webhook_url: str | None = None
+    access_groups: list[str] | None = None
 
 
 class DocumentService:
@@ -62,12 +123,20 @@ class DocumentService:
         self.jobs = jobs
         self.settings = jobs.settings
         self._current = redis.register_script(CURRENT_SCRIPT)
+        self._visible_page = redis.register_script(VISIBLE_PAGE_SCRIPT)
 
     async def _existing(self, tenant: str, document_id: str) -> dict[str, str]:
         return await self.redis.hgetall(doc_key(tenant, document_id))  # type: ignore[misc,no-any-return]
 
+    async def _visible(self, tenant: str, access: Access, document_id: str) -> dict[str, str]:
+        """The document's hash if the key reads it; else 404, as for one that does not exist."""
+        raw = await self._existing(tenant, document_id)
+        if not raw or not access.sees(_groups_of(raw)):
+            raise _not_found(document_id)
+        return raw
+
     async def submit(
-        self, tenant: str, upload: Upload, *, vetted: bool = False
+        self, tenant: str, access: Access, upload: Upload, *, vetted: bool = False
     ) -> Created[JobAccepted]:
         """Queue the ingestion of a document: the accepted job, and whether it is a new one.
 
@@ -77,8 +146,16 @@ class DocumentService:
         previous one once it is complete (a pending one it replaces is cancelled). A document
         being deleted takes no new version (409). The webhook URL is vetted unless `vetted`
         says so.
+
+        Access groups: a new document gets the upload's (none: ungrouped); an existing one keeps
+        its own, and an upload naming other ones is refused (409: a change goes through
+        `set_groups`). A document the key does not read is never touched: named by id it
+        answers 404; found by its content, the upload becomes a document of its own.
         """
         self._check(upload)
+        groups = None
+        if upload.access_groups is not None:
+            groups = _checked_groups(upload.access_groups, access)
         webhook_url = upload.webhook_url
         if not vetted:
             webhook_url = await self.jobs.vet_webhook(webhook_url)
@@ -86,8 +163,22 @@ class DocumentService:
         found, pairs = await self._current(
             keys=[content_key(tenant)], args=[doc_key(tenant, ""), upload.document_id or "", sha]
         )
-        document_id = upload.document_id or found or str(uuid.uuid4())
         current: dict[str, str] = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        # Whether the content index maps this content to a document the key does not read.
+        hidden = bool(current) and not access.sees(_groups_of(current))
+        if hidden and upload.document_id:
+            raise _not_found(upload.document_id)
+        if hidden:
+            found, current = "", {}
+        document_id = upload.document_id or found or str(uuid.uuid4())
+        if current and groups is not None and groups != _groups_of(current):
+            raise ApiError(
+                409,
+                "access_groups_differ",
+                f"document {document_id} has other access groups; change them with "
+                f"PATCH /v1/documents/{document_id}",
+            )
+        doc_groups = groups or []
         if current.get("status") == DocumentStatus.DELETING:
             raise ApiError(
                 409, "document_deleting", f"document {document_id} is being deleted; try later"
@@ -122,6 +213,9 @@ class DocumentService:
             "req_title": title,
             "metadata": metadata,
         }
+        if not current:
+            # An existing document keeps the field: a change made meanwhile is not undone.
+            doc_fields[ACCESS_GROUPS] = dumps_groups(doc_groups)
         old_sha = current.get("content_sha256")
 
         def register(pipe: Pipeline) -> None:
@@ -132,7 +226,9 @@ class DocumentService:
             pipe.zadd(listing_key(tenant), {document_id: time.time()}, nx=True)
             if old_sha and old_sha != sha:
                 pipe.hdel(content_key(tenant), old_sha)
-            pipe.hset(content_key(tenant), sha, document_id)
+            if not hidden:
+                # The index keeps pointing at the hidden document: it answers for that one.
+                pipe.hset(content_key(tenant), sha, document_id)
 
         fields = {
             "document_id": document_id,
@@ -170,15 +266,21 @@ class DocumentService:
                 f"documents are limited to {self.settings.max_upload_bytes} bytes",
             )
 
-    async def submit_batch(self, tenant: str, uploads: list[Upload]) -> BatchAccepted:
+    async def submit_batch(
+        self, tenant: str, access: Access, uploads: list[Upload]
+    ) -> BatchAccepted:
         """Queue one job per document and a batch id to follow them all (or none of them)."""
         if not uploads:
             raise ApiError(422, "empty_batch", "the batch has no files")
         for upload in uploads:
             self._check(upload)
+            if upload.access_groups is not None:
+                _checked_groups(upload.access_groups, access)
         for url in {upload.webhook_url for upload in uploads}:
             await self.jobs.vet_webhook(url)
-        accepted = [(await self.submit(tenant, upload, vetted=True)).body for upload in uploads]
+        accepted = [
+            (await self.submit(tenant, access, upload, vetted=True)).body for upload in uploads
+        ]
         return await self._record_batch(tenant, accepted)
 
     async def _record_batch(self, tenant: str, accepted: list[JobAccepted]) -> BatchAccepted:
@@ -218,32 +320,72 @@ class DocumentService:
             jobs=records if with_jobs else [],
         )
 
-    async def get(self, tenant: str, document_id: str) -> DocumentInfo:
-        """The tenant's document, or 404."""
-        raw = await self._existing(tenant, document_id)
-        if not raw:
-            raise ApiError(404, "document_not_found", f"no document {document_id}")
-        return info_from_hash(raw)
+    async def get(self, tenant: str, access: Access, document_id: str) -> DocumentInfo:
+        """The tenant's document if the key reads it, or 404."""
+        return info_from_hash(await self._visible(tenant, access, document_id))
 
-    async def list(self, tenant: str, offset: int, limit: int) -> tuple[list[DocumentInfo], int]:
-        """A page of the tenant's documents, oldest first, and how many there are."""
-        ids: list[str] = await self.redis.zrange(listing_key(tenant), offset, offset + limit - 1)
+    async def list(
+        self, tenant: str, access: Access, offset: int, limit: int
+    ) -> tuple[list[DocumentInfo], int]:
+        """A page of the tenant's documents the key reads, oldest first, and how many."""
+        total: int | None = None
+        if access.admin:
+            ids: list[str] = await self.redis.zrange(
+                listing_key(tenant), offset, offset + limit - 1
+            )
+        else:
+            total, ids = await self._visible_page(
+                keys=[listing_key(tenant)],
+                args=[doc_key(tenant, ""), offset, limit, *access.groups],
+            )
         async with self.redis.pipeline(transaction=False) as pipe:
             for document_id in ids:
                 pipe.hgetall(doc_key(tenant, document_id))
-            pipe.zcard(listing_key(tenant))
-            *raws, total = await pipe.execute()
-        return [info_from_hash(raw) for raw in raws if raw], int(total)
+            if total is None:
+                pipe.zcard(listing_key(tenant))
+            raws = await pipe.execute()
+        if total is None:
+            *raws, total = raws
+        # A document's groups may have changed between the two reads.
+        visible = [raw for raw in raws if raw and access.sees(_groups_of(raw))]
+        return [info_from_hash(raw) for raw in visible], int(total)
 
-    async def delete(self, tenant: str, document_id: str) -> JobAccepted:
+    async def set_groups(
+        self, tenant: str, access: Access, document_id: str, groups: Sequence[str]
+    ) -> JobAccepted:
+        """Change a document's access groups: the registry now, its chunks' payload by a job
+        (no re-embedding; searches follow once the job has succeeded).
+
+        A key that is no admin may only change a document whose groups are all its own, to
+        groups of its own (403); a document being deleted answers 409.
+        """
+        checked = _checked_groups(groups, access)
+        current = await self._visible(tenant, access, document_id)
+        if current.get("status") == DocumentStatus.DELETING:
+            raise ApiError(409, "document_deleting", f"document {document_id} is being deleted")
+        if not access.may_assign(_groups_of(current)):
+            raise ApiError(
+                403,
+                "access_group_forbidden",
+                f"document {document_id} has groups this API key does not have",
+            )
+        key = doc_key(tenant, document_id)
+
+        def write(pipe: Pipeline) -> None:
+            pipe.eval(SET_GROUPS_SCRIPT, 1, key, dumps_groups(checked), now_iso())
+
+        job_id = await self.jobs.enqueue(
+            GROUPS_TASK, JobKind.ACCESS, tenant, {"document_id": document_id}, also=write
+        )
+        return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)
+
+    async def delete(self, tenant: str, access: Access, document_id: str) -> JobAccepted:
         """Queue the removal of a document's chunks and registry entry.
 
         A document already being deleted answers with the delete job under way (a new one if
         that job failed); a pending version of the document is cancelled.
         """
-        current = await self._existing(tenant, document_id)
-        if not current:
-            raise ApiError(404, "document_not_found", f"no document {document_id}")
+        current = await self._visible(tenant, access, document_id)
         if current.get("status") == DocumentStatus.DELETING:
             record = await self.jobs.store.get(current["job_id"], tenant)
             if record is not None and not record.status.finished:
@@ -273,11 +415,11 @@ class DocumentService:
         await self._supersede(tenant, current)
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)
 
-    async def reindex(self, tenant: str, document_id: str) -> JobAccepted:
+    async def reindex(self, tenant: str, access: Access, document_id: str) -> JobAccepted:
         """Queue the re-embedding of a ready document's stored chunks."""
-        current = await self._existing(tenant, document_id)
-        if not current or current.get("status") == DocumentStatus.DELETING:
-            raise ApiError(404, "document_not_found", f"no document {document_id}")
+        current = await self._visible(tenant, access, document_id)
+        if current.get("status") == DocumentStatus.DELETING:
+            raise _not_found(document_id)
         if current.get("status") != DocumentStatus.READY:
             raise ApiError(
                 409, "document_not_ready", f"document {document_id} is {current.get('status')}"
@@ -287,15 +429,15 @@ class DocumentService:
         )
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)
 
-    async def reindex_all(self, tenant: str) -> BatchAccepted:
-        """Queue a re-index job for each of the tenant's ready documents, as one batch."""
+    async def reindex_all(self, tenant: str, access: Access) -> BatchAccepted:
+        """Queue a re-index job for each ready document the key reads, as one batch."""
         accepted = []
         offset, page = 0, 1000
         while True:
-            documents, total = await self.list(tenant, offset, page)
+            documents, total = await self.list(tenant, access, offset, page)
             for info in documents:
                 if info.status is DocumentStatus.READY:
-                    accepted.append(await self.reindex(tenant, info.document_id))
+                    accepted.append(await self.reindex(tenant, access, info.document_id))
             offset += page
             if offset >= total:
                 return await self._record_batch(tenant, accepted)

@@ -14,6 +14,7 @@ from api.errors import ApiError
 from api.schemas import AnswerIn, JobAccepted, JobList
 from api.services import inputs
 from api.services.messages import TaskMessages
+from common.access import Access
 from common.contract import RETRIEVE_TASK
 from common.documents import settle
 from common.jobs_async import AsyncJobStore, BadCursor
@@ -61,9 +62,10 @@ class JobService:
         return job_id
 
     async def submit_answer(
-        self, tenant: str, body: AnswerIn, extra: dict[str, str] | None = None
+        self, tenant: str, access: Access, body: AnswerIn, extra: dict[str, str] | None = None
     ) -> JobAccepted:
-        """Queue an answer job (`extra`: more fields of its record, such as a conversation)."""
+        """Queue an answer job (`extra`: more fields of its record, such as a conversation);
+        it retrieves only from the chunks `access` reads."""
         question = inputs.text(body.question, "question", self.settings.max_question_chars)
         top_k, deadline_s = body.top_k, body.deadline_s
         inputs.top_k(top_k, self.settings.max_top_k)
@@ -84,6 +86,7 @@ class JobService:
         if body.filter is not None:
             fields["filter"] = body.filter.model_dump_json(exclude_none=True)
         fields.update(extra or {})
+        fields.update(access.fields())
         webhook_url = await self.vet_webhook(body.webhook_url)
         job_id = await self.enqueue(
             RETRIEVE_TASK, JobKind.ANSWER, tenant, fields, webhook_url=webhook_url
@@ -125,7 +128,8 @@ class JobService:
         return JobList(jobs=jobs, next_cursor=next_cursor)
 
     async def cancel(self, tenant: str, job_id: str) -> JobRecord:
-        """Cancel a queued or running job; 409 if it already finished or is a deletion.
+        """Cancel a queued or running job; 409 if it already finished, or is a deletion or an
+        access-group change (the registry already holds the change its job applies).
 
         A cancelled ingest settles its document at once: the previous version is served again
         (or the document goes, if it had none); a running task notices at its next step and
@@ -134,6 +138,10 @@ class JobService:
         record = await self.get(tenant, job_id)
         if record.kind is JobKind.DELETE and not record.status.finished:
             raise ApiError(409, "job_not_cancellable", "a document's deletion cannot be cancelled")
+        if record.kind is JobKind.ACCESS and not record.status.finished:
+            raise ApiError(
+                409, "job_not_cancellable", "a change of access groups cannot be cancelled"
+            )
         cancelled = await self.store.cancel(job_id)
         record = await self.get(tenant, job_id)
         if not cancelled:

@@ -6,9 +6,12 @@ are read in one script call: one Redis round trip before any work.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import redis.asyncio as aioredis
 
 from api.errors import ApiError
+from common.access import ADMIN, Access
 from common.apikeys import KEY_PREFIX, key_hash
 from common.keys import RATE_PREFIX, apikey_key
 from common.settings import Settings
@@ -16,12 +19,13 @@ from common.settings import Settings
 # The rate is a fixed window per tenant that starts with its first request (a key that lost its
 # expiry gets one again). KEYS: the API key's hash, the queue to measure (optional). ARGV: the
 # rate key prefix, the window in seconds, whether the rate is limited ('1'/'0'). Returns
-# {tenant, count, ttl, depth} (tenant nil: unknown key; depth -1: no queue). The rate key is
-# built from the tenant found here, so it cannot be declared in KEYS: ragq runs on one Redis,
+# {tenant, count, ttl, depth, admin, groups} (tenant nil: unknown key; depth -1: no queue;
+# admin and groups as `common.apikeys` stores them, nil for a key stored before them). The rate
+# key is built from the tenant found here, so it cannot be declared in KEYS: ragq runs on one Redis,
 # never a cluster.
 ADMIT_SCRIPT = """
-local tenant = redis.call('HGET', KEYS[1], 'tenant')
-if not tenant then return {false, 0, 0, -1} end
+local tenant, admin, groups = unpack(redis.call('HMGET', KEYS[1], 'tenant', 'admin', 'groups'))
+if not tenant then return {false, 0, 0, -1, false, false} end
 local count, ttl = 0, 0
 if ARGV[3] == '1' then
   local rate = ARGV[1] .. tenant
@@ -34,8 +38,16 @@ if ARGV[3] == '1' then
 end
 local depth = -1
 if KEYS[2] then depth = redis.call('LLEN', KEYS[2]) end
-return {tenant, count, ttl, depth}
+return {tenant, count, ttl, depth, admin, groups}
 """
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who an admitted request comes from: its key's tenant and what the key may read."""
+
+    tenant: str
+    access: Access
 
 
 class Limits:
@@ -46,15 +58,15 @@ class Limits:
         self.settings = settings
         self._admit = redis.register_script(ADMIT_SCRIPT)
 
-    async def admit(self, key: str, queue: str | None = None) -> str | None:
-        """The tenant of a presented API key (None if unknown or revoked), after counting its
-        request (429 `rate_limited` past the limit) and, if given, checking the queue's depth
-        (429 `queue_full`): all in one round trip."""
+    async def admit(self, key: str, queue: str | None = None) -> Caller | None:
+        """The tenant and access of a presented API key (None if unknown or revoked), after
+        counting its request (429 `rate_limited` past the limit) and, if given, checking the
+        queue's depth (429 `queue_full`): all in one round trip."""
         if not key.startswith(KEY_PREFIX):
             return None
         limit, window = self.settings.rate_limit_requests, self.settings.rate_limit_window_s
         keys = [apikey_key(key_hash(key))] + ([queue] if queue else [])
-        tenant, count, ttl, depth = await self._admit(
+        tenant, count, ttl, depth, admin, groups = await self._admit(
             keys=keys, args=[RATE_PREFIX, window, "1" if limit else "0"]
         )
         if tenant is None:
@@ -63,7 +75,11 @@ class Limits:
             raise self._rate_limited(limit, window, int(ttl))
         if queue and int(depth) > self.settings.max_queue_depth:
             raise self._queue_full(queue, int(depth))
-        return str(tenant)
+        if admin in (None, "1"):
+            return Caller(str(tenant), ADMIN)
+        return Caller(
+            str(tenant), Access(False, tuple(g for g in str(groups or "").split(",") if g))
+        )
 
     async def check_queue(self, queue: str) -> None:
         """429 with Retry-After when the queue holds more messages than RAGQ_MAX_QUEUE_DEPTH."""

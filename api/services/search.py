@@ -9,6 +9,7 @@ from api.errors import ApiError
 from api.schemas import SearchIn, SearchOut
 from api.services import inputs
 from api.services.worker_calls import call_query_worker
+from common.access import Access
 from common.contract import SEARCH_TASK
 from common.schemas import Citation, SearchMode
 from common.settings import Settings
@@ -24,8 +25,8 @@ class SearchService:
         self.celery = celery
         self.settings = settings
 
-    async def search(self, tenant: str, body: SearchIn) -> SearchOut:
-        """The tenant's best chunks for the query; 504 if no worker answered in time."""
+    async def search(self, tenant: str, access: Access, body: SearchIn) -> SearchOut:
+        """The best chunks the key reads for the query; 504 if no worker answered in time."""
         query = inputs.text(body.query, "query", self.settings.max_question_chars)
         inputs.top_k(body.top_k, self.settings.max_search_k)
         mode = body.mode or self.settings.search_mode
@@ -36,6 +37,7 @@ class SearchService:
             "mode": mode.value,
             "filter": body.filter.model_dump(exclude_none=True) if body.filter else None,
             "fusion": body.fusion.value if body.fusion else None,
+            "groups": access.search_groups,
         }
         reply = await call_query_worker(
             self.celery,

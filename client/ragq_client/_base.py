@@ -26,6 +26,7 @@ from ragq_client.models import (
     BatchStatus,
     CitationMode,
     DocumentIn,
+    DocumentPatch,
     JobAccepted,
     JobRecord,
     SearchFilter,
@@ -175,6 +176,7 @@ def submit_text(
     document_id: str | None,
     webhook_url: str | None,
     key: str | None,
+    access_groups: Sequence[str] | None = None,
 ) -> Call:
     """`POST /v1/documents` with a JSON body."""
     body = DocumentIn(
@@ -183,6 +185,7 @@ def submit_text(
         metadata=dict(metadata) if metadata is not None else None,
         document_id=document_id,
         webhook_url=webhook_url,
+        access_groups=list(access_groups) if access_groups is not None else None,
     )
     return Call(
         "POST",
@@ -200,12 +203,15 @@ def submit_bytes(
     document_id: str | None,
     webhook_url: str | None,
     key: str | None,
+    access_groups: Sequence[str] | None = None,
 ) -> Call:
     """`POST /v1/documents` with one multipart file."""
     fields = {"title": title, "document_id": document_id, "webhook_url": webhook_url}
     form = {k: v for k, v in fields.items() if v is not None}
     if metadata is not None:
         form["metadata"] = json.dumps(dict(metadata))
+    if access_groups is not None:
+        form["access_groups"] = json.dumps(list(access_groups))
     return Call(
         "POST",
         "/v1/documents",
@@ -285,6 +291,12 @@ def reindex(document_id: str, key: str | None) -> Call:
 def reindex_all(key: str | None) -> Call:
     """`POST /v1/documents:reindex`."""
     return Call("POST", "/v1/documents:reindex", idempotency_key=key or new_key())
+
+
+def set_access_groups(document_id: str, groups: Sequence[str]) -> Call:
+    """`PATCH /v1/documents/{id}`: the document's new access groups."""
+    body = DocumentPatch(access_groups=list(groups))
+    return Call("PATCH", f"/v1/documents/{segment(document_id)}", json=body.model_dump())
 
 
 def delete_document(document_id: str) -> Call:

@@ -194,6 +194,7 @@ class AsyncClient:
         metadata: Mapping[str, Any] | None = ...,
         document_id: str | None = ...,
         webhook_url: str | None = ...,
+        access_groups: Sequence[str] | None = ...,
         idempotency_key: str | None = ...,
         wait: Literal[False] = ...,
         timeout: float | None = ...,
@@ -208,6 +209,7 @@ class AsyncClient:
         metadata: Mapping[str, Any] | None = ...,
         document_id: str | None = ...,
         webhook_url: str | None = ...,
+        access_groups: Sequence[str] | None = ...,
         idempotency_key: str | None = ...,
         wait: Literal[True],
         timeout: float | None = ...,
@@ -221,13 +223,16 @@ class AsyncClient:
         metadata: Mapping[str, Any] | None = None,
         document_id: str | None = None,
         webhook_url: str | None = None,
+        access_groups: Sequence[str] | None = None,
         idempotency_key: str | None = None,
         wait: bool = False,
         timeout: float | None = None,
         on_progress: base.ProgressCallback | None = None,
     ) -> JobAccepted | JobRecord:
         """Ingest a text (plain, Markdown or HTML); with `wait=True`, its final job record."""
-        call = base.submit_text(text, title, metadata, document_id, webhook_url, idempotency_key)
+        call = base.submit_text(
+            text, title, metadata, document_id, webhook_url, idempotency_key, access_groups
+        )
         return await self._maybe_wait(
             await self._call(call, JobAccepted), wait, timeout, on_progress
         )
@@ -242,6 +247,7 @@ class AsyncClient:
         metadata: Mapping[str, Any] | None = ...,
         document_id: str | None = ...,
         webhook_url: str | None = ...,
+        access_groups: Sequence[str] | None = ...,
         idempotency_key: str | None = ...,
         wait: Literal[False] = ...,
         timeout: float | None = ...,
@@ -257,6 +263,7 @@ class AsyncClient:
         metadata: Mapping[str, Any] | None = ...,
         document_id: str | None = ...,
         webhook_url: str | None = ...,
+        access_groups: Sequence[str] | None = ...,
         idempotency_key: str | None = ...,
         wait: Literal[True],
         timeout: float | None = ...,
@@ -271,6 +278,7 @@ class AsyncClient:
         metadata: Mapping[str, Any] | None = None,
         document_id: str | None = None,
         webhook_url: str | None = None,
+        access_groups: Sequence[str] | None = None,
         idempotency_key: str | None = None,
         wait: bool = False,
         timeout: float | None = None,
@@ -279,7 +287,14 @@ class AsyncClient:
         """Ingest a file's bytes (its name tells the format); with `wait=True`, its final job
         record."""
         call = base.submit_bytes(
-            data, filename, title, metadata, document_id, webhook_url, idempotency_key
+            data,
+            filename,
+            title,
+            metadata,
+            document_id,
+            webhook_url,
+            idempotency_key,
+            access_groups,
         )
         return await self._maybe_wait(
             await self._call(call, JobAccepted), wait, timeout, on_progress
@@ -308,6 +323,37 @@ class AsyncClient:
     ) -> JobAccepted | JobRecord:
         """Remove a document (a `delete` job); with `wait=True`, its final record."""
         job = await self._call(base.delete_document(document_id), JobAccepted)
+        return await self._maybe_wait(job, wait, timeout, None)
+
+    @overload
+    async def set_access_groups(
+        self,
+        document_id: str,
+        groups: Sequence[str],
+        *,
+        wait: Literal[False] = ...,
+        timeout: float | None = ...,
+    ) -> JobAccepted: ...
+    @overload
+    async def set_access_groups(
+        self,
+        document_id: str,
+        groups: Sequence[str],
+        *,
+        wait: Literal[True],
+        timeout: float | None = ...,
+    ) -> JobRecord: ...
+    async def set_access_groups(
+        self,
+        document_id: str,
+        groups: Sequence[str],
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> JobAccepted | JobRecord:
+        """Change a document's access groups (an `access` job; no re-embedding); with
+        `wait=True`, its final record."""
+        job = await self._call(base.set_access_groups(document_id, groups), JobAccepted)
         return await self._maybe_wait(job, wait, timeout, None)
 
     @overload

@@ -28,6 +28,7 @@ class JobKind(StrEnum):
     ANSWER = "answer"
     DELETE = "delete"
     REINDEX = "reindex"
+    ACCESS = "access"
 
 
 class JobStatus(StrEnum):
@@ -103,6 +104,13 @@ class DocumentIn(Request):
     metadata: dict[str, Any] | None = None
     document_id: str | None = None
     webhook_url: str | None = None
+    access_groups: list[str] | None = None
+
+
+class DocumentPatch(Request):
+    """A change of a document's access groups."""
+
+    access_groups: list[str]
 
 
 class AnswerIn(Request):
@@ -269,6 +277,7 @@ class DocumentInfo(Record):
     updated_at: str
     error: str | None = None
     size_bytes: int | None = None
+    access_groups: list[str] = []
 
 
 class DocumentList(Record):

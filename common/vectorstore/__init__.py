@@ -3,7 +3,8 @@
 Points are document chunks with a dense vector named "dense" (cosine) and a BM25 sparse vector
 named "sparse" whose IDF Qdrant computes at query time. Searches are dense, sparse, or hybrid: both
 fused in Qdrant's query API. Every read and delete is scoped to one tenant through the "tenant"
-payload field, and so are the IDF statistics of sparse searches.
+payload field, and so are the IDF statistics of sparse searches; a search for a key that is no
+tenant admin also admits only ungrouped chunks and those of the key's access groups.
 
 `port` holds the protocol and its types, `plan` turns a request into payload conditions once for
 both adapters, `edge` and `server` are the adapters; this module re-exports what callers use.

@@ -14,6 +14,7 @@ from common.schemas import MetadataValue, SearchFilter, SearchFusion, SearchMode
 from common.sparse import SparseVector
 from common.vectorstore import plan
 from common.vectorstore.port import (
+    ACCESS_GROUPS,
     DENSE,
     KEYWORD_FIELDS,
     SCROLL_PAGE,
@@ -46,11 +47,28 @@ def _edge_condition(key: str, value: MetadataValue | list[str]) -> edge.FieldCon
     return edge.FieldCondition(key, match=edge.MatchValue(value))
 
 
+def _edge_visible(groups: list[str]) -> edge.Filter:
+    """Ungrouped chunks (no field, or an empty list), or chunks of one of the groups."""
+    should: list[edge.FieldCondition | edge.IsEmptyCondition] = [
+        edge.IsEmptyCondition(ACCESS_GROUPS)
+    ]
+    if groups:
+        should.append(edge.FieldCondition(ACCESS_GROUPS, match=edge.MatchAny(groups)))
+    return edge.Filter(should=list(should))
+
+
 def _edge_filter(
-    conditions: Sequence[plan.Condition], exclude: Sequence[plan.Condition] = ()
+    conditions: Sequence[plan.Condition],
+    exclude: Sequence[plan.Condition] = (),
+    groups: list[str] | None = None,
 ) -> edge.Filter:
+    must: list[edge.FieldCondition | edge.Filter] = [
+        _edge_condition(key, value) for key, value in conditions
+    ]
+    if groups is not None:
+        must.append(_edge_visible(groups))
     return edge.Filter(
-        must=[_edge_condition(key, value) for key, value in conditions],
+        must=list(must),
         must_not=[_edge_condition(key, value) for key, value in exclude] or None,
     )
 
@@ -74,9 +92,10 @@ def _edge_fusion(fusion: SearchFusion) -> edge.Fusion:
 
 
 def _edge_query(search: plan.Search, fusion: SearchFusion) -> edge.QueryRequest:
-    flt = _edge_filter(search.conditions, plan.NOT_SEARCHABLE)
-    # IDF statistics over the tenant's chunks only, as if it had a collection of its own.
-    params = edge.SearchParams(idf=edge.IdfParams(corpus=_edge_filter(search.conditions[:1])))
+    flt = _edge_filter(search.conditions, plan.NOT_SEARCHABLE, search.groups)
+    # IDF statistics over the chunks the key reads only, as if it had a collection of its own.
+    corpus = _edge_filter(search.conditions[:1], groups=search.groups)
+    params = edge.SearchParams(idf=edge.IdfParams(corpus=corpus))
     dense = None if search.dense is None else edge.Query.Nearest(search.dense, using=DENSE)
     sparse = (
         None
@@ -167,6 +186,13 @@ class EdgeStore:
         others = _edge_filter(document, [(VERSION, version)])
         self._write(edge.UpdateOperation.delete_points_by_filter(others))
 
+    def set_groups(
+        self, tenant: str, document_id: str, groups: Sequence[str], version: str | None = None
+    ) -> None:
+        """Give every chunk of one document (or of one version of it) these access groups."""
+        flt = _edge_filter(plan.grouped(tenant, document_id, version))
+        self._write(edge.UpdateOperation.set_payload_by_filter(flt, {ACCESS_GROUPS: list(groups)}))
+
     def discard_version(self, tenant: str, document_id: str, version: str) -> None:
         """Remove a version's staged chunks (a committed version stays)."""
         flt = _edge_filter(plan.staged(tenant, document_id, version))
@@ -183,9 +209,11 @@ class EdgeStore:
         mode: SearchMode = SearchMode.DENSE,
         filter: SearchFilter | None = None,
         fusion: SearchFusion = SearchFusion.DBSF,
+        groups: Sequence[str] | None = None,
     ) -> list[SearchHit]:
-        """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter."""
-        search = plan.search(tenant, vector, limit, document_ids, sparse, mode, filter)
+        """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter;
+        with `groups`, only ungrouped chunks and those of one of the groups."""
+        search = plan.search(tenant, vector, limit, document_ids, sparse, mode, filter, groups)
         if search is None:
             return []
         return hits(self._opened().query(_edge_query(search, fusion)))

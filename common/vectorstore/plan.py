@@ -33,6 +33,12 @@ def staged(tenant: str, document_id: str, version: str) -> list[Condition]:
     return [*document(tenant, document_id), (VERSION, version), (STATE, STAGED)]
 
 
+def grouped(tenant: str, document_id: str, version: str | None) -> list[Condition]:
+    """The conditions that select the chunks whose groups `set_groups` changes."""
+    selected = document(tenant, document_id)
+    return selected if version is None else [*selected, (VERSION, version)]
+
+
 def counted(tenant: str, document_id: str | None) -> list[Condition]:
     """The conditions that select the chunks `count` counts: the tenant's, or one document's."""
     return [(TENANT, tenant)] if document_id is None else document(tenant, document_id)
@@ -47,6 +53,8 @@ class Search:
     sparse: SparseVector | None
     limit: int
     conditions: list[Condition]
+    # Chunks of one of these groups, or ungrouped, only (None: every chunk of the tenant).
+    groups: list[str] | None = None
 
     @property
     def prefetch_limit(self) -> int:
@@ -62,6 +70,7 @@ def search(
     sparse: SparseVector | None,
     mode: SearchMode,
     flt: SearchFilter | None,
+    groups: Sequence[str] | None = None,
 ) -> Search | None:
     """The search to run, or None when nothing can match."""
     mode = SearchMode(mode)
@@ -95,4 +104,5 @@ def search(
         sparse=sparse,
         limit=limit,
         conditions=conditions,
+        groups=None if groups is None else list(groups),
     )

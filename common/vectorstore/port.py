@@ -6,6 +6,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# ACCESS_GROUPS: the document's access groups (a list; missing or empty: ungrouped, as chunks
+# stored before groups are). Searches admit a key's groups and ungrouped chunks inside the query.
+from common.access import ACCESS_GROUPS
 from common.schemas import SearchFilter, SearchFusion, SearchMode
 from common.sparse import SparseVector
 
@@ -22,7 +25,7 @@ VERSION = "version"
 STATE = "state"
 STAGED = "staged"
 # Keyword-indexed payload fields besides the tenant (which has Qdrant's tenant index).
-KEYWORD_FIELDS = (DOCUMENT_ID, TITLE, VERSION, STATE)
+KEYWORD_FIELDS = (DOCUMENT_ID, TITLE, VERSION, STATE, ACCESS_GROUPS)
 SCROLL_PAGE = 256
 
 
@@ -79,8 +82,16 @@ class VectorStore(Protocol):
         mode: SearchMode = SearchMode.DENSE,
         filter: SearchFilter | None = None,
         fusion: SearchFusion = SearchFusion.DBSF,
+        groups: Sequence[str] | None = None,
     ) -> list[SearchHit]:
-        """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter."""
+        """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter;
+        with `groups`, only ungrouped chunks and those of one of the groups."""
+        ...
+
+    def set_groups(
+        self, tenant: str, document_id: str, groups: Sequence[str], version: str | None = None
+    ) -> None:
+        """Give every chunk of one document (or of one version of it) these access groups."""
         ...
 
     def count(self, tenant: str, document_id: str | None = None) -> int:

@@ -15,6 +15,7 @@ from common.schemas import MetadataValue, SearchFilter, SearchFusion, SearchMode
 from common.sparse import SparseVector
 from common.vectorstore import plan
 from common.vectorstore.port import (
+    ACCESS_GROUPS,
     DENSE,
     KEYWORD_FIELDS,
     SCROLL_PAGE,
@@ -39,10 +40,24 @@ def _server_condition(key: str, value: MetadataValue | list[str]) -> models.Fiel
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
+def _server_visible(groups: list[str]) -> models.Filter:
+    """Ungrouped chunks (no field, or an empty list), or chunks of one of the groups."""
+    should: list[models.Condition] = [
+        models.IsEmptyCondition(is_empty=models.PayloadField(key=ACCESS_GROUPS))
+    ]
+    if groups:
+        should.append(models.FieldCondition(key=ACCESS_GROUPS, match=models.MatchAny(any=groups)))
+    return models.Filter(should=should)
+
+
 def _server_filter(
-    conditions: Sequence[plan.Condition], exclude: Sequence[plan.Condition] = ()
+    conditions: Sequence[plan.Condition],
+    exclude: Sequence[plan.Condition] = (),
+    groups: list[str] | None = None,
 ) -> models.Filter:
     must: list[models.Condition] = [_server_condition(key, value) for key, value in conditions]
+    if groups is not None:
+        must.append(_server_visible(groups))
     must_not: list[models.Condition] = [_server_condition(key, value) for key, value in exclude]
     return models.Filter(must=must, must_not=must_not or None)
 
@@ -66,11 +81,10 @@ def _server_fusion(fusion: SearchFusion) -> models.Query:
 
 def _server_query(search: plan.Search, fusion: SearchFusion) -> dict[str, Any]:
     """Keyword arguments of `QdrantClient.query_points` for the search."""
-    flt = _server_filter(search.conditions, plan.NOT_SEARCHABLE)
-    # IDF statistics over the tenant's chunks only, as if it had a collection of its own.
-    params = models.SearchParams(
-        idf=models.IdfCorpusParams(corpus=_server_filter(search.conditions[:1]))
-    )
+    flt = _server_filter(search.conditions, plan.NOT_SEARCHABLE, search.groups)
+    # IDF statistics over the chunks the key reads only, as if it had a collection of its own.
+    corpus = _server_filter(search.conditions[:1], groups=search.groups)
+    params = models.SearchParams(idf=models.IdfCorpusParams(corpus=corpus))
     dense = search.dense
     sparse = None if search.sparse is None else _server_sparse(search.sparse)
     if search.mode is SearchMode.HYBRID:
@@ -153,6 +167,18 @@ class ServerStore:
             self._client.delete_payload(self._collection, [STATE], points=ours, wait=True)
         self._delete(_server_filter(document, [(VERSION, version)]))
 
+    def set_groups(
+        self, tenant: str, document_id: str, groups: Sequence[str], version: str | None = None
+    ) -> None:
+        """Give every chunk of one document (or of one version of it) these access groups."""
+        selector = models.FilterSelector(
+            filter=_server_filter(plan.grouped(tenant, document_id, version))
+        )
+        with self._lock:
+            self._client.set_payload(
+                self._collection, {ACCESS_GROUPS: list(groups)}, points=selector, wait=True
+            )
+
     def discard_version(self, tenant: str, document_id: str, version: str) -> None:
         """Remove a version's staged chunks (a committed version stays)."""
         self._delete(_server_filter(plan.staged(tenant, document_id, version)))
@@ -174,9 +200,11 @@ class ServerStore:
         mode: SearchMode = SearchMode.DENSE,
         filter: SearchFilter | None = None,
         fusion: SearchFusion = SearchFusion.DBSF,
+        groups: Sequence[str] | None = None,
     ) -> list[SearchHit]:
-        """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter."""
-        search = plan.search(tenant, vector, limit, document_ids, sparse, mode, filter)
+        """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter;
+        with `groups`, only ungrouped chunks and those of one of the groups."""
+        search = plan.search(tenant, vector, limit, document_ids, sparse, mode, filter, groups)
         if search is None:
             return []
         with self._lock:

@@ -40,3 +40,23 @@ def test_commands_use_the_dev_key_file_or_ragq_api_key(service: Service) -> None
     result = ragq(env, "reindex", "--all", timeout=60)
     assert result.returncode != 0
     assert "401 invalid_api_key" in result.stderr
+
+
+def test_keys_with_groups_or_admin(service: Service) -> None:
+    created = ragq(
+        service.env, "keys", "create", "--tenant", "cli-groups", "--groups", "hr, eng", timeout=60
+    )
+    assert created.returncode == 0, created.stderr
+    key_id = created.stderr.split("created ", 1)[1].split()[0]
+    admin = ragq(service.env, "keys", "create", "--tenant", "cli-groups", "--admin", timeout=60)
+    assert admin.returncode == 0, admin.stderr
+    admin_id = admin.stderr.split("created ", 1)[1].split()[0]
+    listed = ragq(service.env, "keys", "list", timeout=60).stdout
+    assert f"{key_id}\tcli-groups\t" in listed
+    lines = {line.split("\t")[0]: line for line in listed.splitlines()}
+    assert lines[key_id].split("\t")[3] == "groups=eng,hr"
+    assert lines[admin_id].split("\t")[3] == "admin"
+    for bad in (["--groups", "no spaces"], ["--groups", "hr", "--admin"]):
+        refused = ragq(service.env, "keys", "create", "--tenant", "cli-groups", *bad, timeout=60)
+        assert refused.returncode == 2, refused.stdout
+        assert "Traceback" not in refused.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from common.apikeys import create_key, open_redis
 from ragq_client import (
     CitationsEvent,
     Client,
@@ -131,3 +132,27 @@ def test_webhook_secret_deliveries_and_rotation(client: Client) -> None:
         client.redeliver(record.job_id, 1)
     rotated = client.rotate_webhook_secret()
     assert rotated != secret and client.webhook_secret() == rotated
+
+
+def test_access_groups(service: Service) -> None:
+    """A document ingested with groups is not found by a key outside them until its groups
+    change (the `access` job)."""
+    tenant = f"client-{uuid.uuid4().hex[:10]}"
+    redis_client = open_redis(service.redis_url)
+    eng_key, _ = create_key(redis_client, tenant, groups=["eng"])
+    plain_key, _ = create_key(redis_client, tenant)
+    with Client(service.base_url, eng_key) as eng, Client(service.base_url, plain_key) as plain:
+        record = eng.ingest_text(FACT, access_groups=["eng"], wait=True)
+        doc = record.document_id
+        assert doc is not None and eng.document(doc).access_groups == ["eng"]
+        data = b"The Quorvel ferry runs hourly."
+        by_bytes = eng.ingest_bytes(data, "f.txt", access_groups=["eng"], wait=True)
+        assert by_bytes.document_id is not None
+        assert eng.document(by_bytes.document_id).access_groups == ["eng"]
+        with pytest.raises(NotFound):
+            plain.document(doc)
+        changed = eng.set_access_groups(doc, [], wait=True)
+        assert changed.kind == "access" and changed.status == JobStatus.SUCCEEDED
+        assert plain.document(doc).access_groups == []
+        hits = plain.search("Quorvel bridge length", mode="sparse")
+        assert doc in {hit.document_id for hit in hits.results}

@@ -90,3 +90,28 @@ def test_production_problem(client: redis.Redis, tmp_path: Path) -> None:
     assert "development key" in (production_problem(client) or "")
     revoke_key(client, dev)
     assert production_problem(client) is None
+
+
+def test_groups_and_admin_are_stored_and_listed(client: redis.Redis) -> None:
+    _, reader = create_key(client, "acme", groups=["hr", "eng", "hr"])
+    _, admin = create_key(client, "acme", admin=True)
+    _, dev = create_key(client, "acme", dev=True)
+    listed = {info.key_id: info for info in list_keys(client)}
+    assert listed[reader.key_id].groups == ("eng", "hr") and not listed[reader.key_id].admin
+    assert listed[reader.key_id].access.sees(["hr"]) and not listed[reader.key_id].access.admin
+    assert listed[admin.key_id].admin and listed[admin.key_id].access.sees(["anything"])
+    assert listed[dev.key_id].admin
+
+
+def test_a_key_stored_before_groups_is_an_admin(client: redis.Redis) -> None:
+    key, _ = create_key(client, "acme", groups=["hr"])
+    client.hdel(apikey_key(key_hash(key)), "admin", "groups")
+    (info,) = list_keys(client)
+    assert info.admin and info.access.sees(["finance"])
+
+
+@pytest.mark.parametrize("groups", [["a b"], [""], ["x" * 65], [f"g{n}" for n in range(33)]])
+def test_bad_group_names_are_refused(client: redis.Redis, groups: list[str]) -> None:
+    with pytest.raises(ValueError):
+        create_key(client, "acme", groups=groups)
+    assert list_keys(client) == []

@@ -376,3 +376,105 @@ def test_staged_chunks_serve_only_once_committed(store: VectorStore, rng: random
     assert served() == {"v3"}
     assert store.count("acme", "doc-1") == 4
     assert all("state" not in h.payload for h in store.chunks("acme", "doc-1"))
+
+
+def grouped(
+    document_id: str, n: int, groups: list[str] | None, rng: random.Random
+) -> list[ChunkPoint]:
+    """Chunks of one document with these access groups (None: no field, as before groups)."""
+    points = chunks("acme", document_id, n, rng)
+    if groups is None:
+        return points
+    return [ChunkPoint(p.id, p.vector, {**p.payload, "access_groups": groups}) for p in points]
+
+
+@pytest.mark.parametrize("mode", list(SearchMode))
+def test_groups_admit_ungrouped_and_shared_chunks_only(
+    store: VectorStore, rng: random.Random, mode: SearchMode
+) -> None:
+    """A search with groups finds ungrouped chunks (no field, or an empty list) and chunks
+    sharing a group, in every mode; without groups it finds all."""
+    encoder = SparseEncoder(avg_doc_len=4)
+    points = (
+        grouped("hr", 4, ["hr"], rng)
+        + grouped("eng", 4, ["eng", "ops"], rng)
+        + grouped("legacy", 4, None, rng)
+        + grouped("open", 4, [], rng)
+    )
+    store.upsert(
+        [
+            ChunkPoint(p.id, p.vector, p.payload, encoder.encode_document("shared words"))
+            for p in points
+        ]
+    )
+    query = encoder.encode_query("shared words")
+
+    def found(groups: list[str] | None) -> set[str]:
+        hits = store.search("acme", vector(rng), 50, sparse=query, mode=mode, groups=groups)
+        return {h.payload["document_id"] for h in hits}
+
+    assert found(None) == {"hr", "eng", "legacy", "open"}
+    assert found([]) == {"legacy", "open"}
+    assert found(["ops"]) == {"eng", "legacy", "open"}
+    assert found(["hr", "sales"]) == {"hr", "legacy", "open"}
+
+
+@pytest.mark.parametrize("mode", list(SearchMode))
+def test_top_k_stays_full_when_most_chunks_are_hidden(
+    store: VectorStore, rng: random.Random, mode: SearchMode
+) -> None:
+    """The group condition is inside the query: 90 % hidden chunks, closer to the query than
+    any visible one, still leave top-k full of visible chunks."""
+    encoder = SparseEncoder(avg_doc_len=4)
+    query_vector = vector(rng)
+    hidden = [
+        ChunkPoint(p.id, [x + rng.gauss(0, 0.01) for x in query_vector], p.payload)
+        for p in grouped("secret", 180, ["hr"], rng)
+    ]
+    visible = grouped("public", 20, ["eng"], rng)
+    store.upsert(
+        [
+            ChunkPoint(p.id, p.vector, p.payload, encoder.encode_document("quarterly report"))
+            for p in hidden + visible
+        ]
+    )
+    hits = store.search(
+        "acme",
+        query_vector,
+        10,
+        sparse=encoder.encode_query("quarterly report"),
+        mode=mode,
+        groups=["eng"],
+    )
+    assert len(hits) == 10
+    assert {h.payload["document_id"] for h in hits} == {"public"}
+
+
+def test_set_groups_changes_visibility_without_new_vectors(
+    store: VectorStore, rng: random.Random
+) -> None:
+    """set_groups rewrites the payload field only: same points, same vectors, new visibility;
+    with a version, only that version's chunks change."""
+    points = versioned("doc-1", "v1", 3, rng, staged=False)
+    staged = versioned("doc-1", "v2", 2, rng)
+    store.upsert(points + staged + grouped("other", 2, ["hr"], rng))
+    before = {h.id for h in store.chunks("acme", "doc-1")}
+
+    store.set_groups("acme", "doc-1", ["hr"])
+    hits = store.search("acme", points[0].vector, 1, document_ids=["doc-1"], groups=["hr"])
+    assert hits[0].id == points[0].id and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert store.search("acme", points[0].vector, 10, groups=["eng"]) == []
+    assert {h.id for h in store.chunks("acme", "doc-1")} == before
+    assert store.count("acme", "doc-1") == 5
+
+    store.set_groups("acme", "doc-1", ["eng"], version="v2")
+    store.commit_version("acme", "doc-1", "v2")
+    assert {
+        h.payload["document_id"] for h in store.search("acme", vector(rng), 10, groups=["eng"])
+    } == {"doc-1"}
+    store.set_groups("acme", "doc-1", [])
+    assert {h.payload["document_id"] for h in store.search("acme", vector(rng), 10, groups=[])} == {
+        "doc-1"
+    }
+    # Another document keeps its groups.
+    assert all(h.payload["access_groups"] == ["hr"] for h in store.chunks("acme", "other"))

@@ -303,6 +303,24 @@ def ask(question: str, top_k: int, mode: str | None, as_json: bool) -> None:
     _exit_with(lambda http: client.ask(http, question, top_k, mode, as_json=as_json))
 
 
+@main.command()
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    help="First UTC day, YYYY-MM-DD (default: 29 days before --to).",
+)
+@click.option("--to", "end", default=None, help="Last UTC day (default: today).")
+@click.option(
+    "--by", "group_by", type=click.Choice(["day", "key"]), default="day", show_default=True
+)
+def usage(start: str | None, end: str | None, group_by: str) -> None:
+    """Show your tenant's usage: answers, tokens, searches, documents, webhooks, by day or key."""
+    from cli import client
+
+    _exit_with(lambda http: client.usage(http, start, end, group_by))
+
+
 def _exit_with(action: Callable[[Client], int]) -> NoReturn:
     """Run a client action against the API and exit with its code; errors as one clear line."""
     from ragq_client import Client, ConnectionFailed, RagqError

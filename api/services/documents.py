@@ -140,6 +140,7 @@ class DocumentService:
             "title": upload.title or "",
             "metadata": metadata,
             "content_sha256": sha,
+            "size_bytes": str(len(upload.data)),  # counted as bytes ingested when it succeeds
         }
         await self.jobs.enqueue(
             INGEST_TASK,

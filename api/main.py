@@ -21,6 +21,7 @@ from api.services.embeddings import EmbeddingService
 from api.services.idempotency import IdempotencyService
 from api.services.jobs import JobService
 from api.services.limits import Limits
+from api.services.quotas import QuotaService
 from api.services.search import SearchService
 from api.services.usage import UsageService
 from api.services.webhooks import WebhookService
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = client
         app.state.store = store
-        jobs = JobService(store, celery, settings)
+        jobs = JobService(store, celery, settings, QuotaService(client))
         app.state.jobs = jobs
         app.state.documents = DocumentService(client, jobs)
         app.state.idempotency = IdempotencyService(

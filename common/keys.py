@@ -37,6 +37,8 @@ IDEMPOTENCY_PREFIX = f"{PREFIX}:idem:"
 # Usage counters: a hash per tenant and UTC day, one per API key and day, and the set of the
 # day's keys (common/usage.py). The job update script builds these names itself.
 USAGE_PREFIX = f"{PREFIX}:usage:"
+# A tenant's quotas (common/quotas.py), set by an operator.
+QUOTA_PREFIX = f"{PREFIX}:quota:"
 
 
 def job_key(job_id: str) -> str:
@@ -148,3 +150,13 @@ def usage_key(tenant: str, day: str, key_id: str = "") -> str:
 def usage_keys_key(tenant: str, day: str) -> str:
     """The ids of the API keys that did work for a tenant on a day."""
     return f"{USAGE_PREFIX}{tenant}:{day}:keys"
+
+
+def usage_month_key(tenant: str, month: str) -> str:
+    """A tenant's token count of one UTC month (YYYY-MM), what its token quota is held against."""
+    return f"{USAGE_PREFIX}{tenant}:month:{month}"
+
+
+def quota_key(tenant: str) -> str:
+    """A tenant's quotas."""
+    return f"{QUOTA_PREFIX}{tenant}"

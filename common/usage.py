@@ -34,8 +34,9 @@ COUNTERS = (
 
 # Lua: `count_usage(job)` adds a finished job's work to its tenant's and its API key's counters
 # of the current UTC day (Redis's clock). Answers: one per succeeded answer, and the tokens and
-# engine time of its usage whatever its end; documents: a succeeded ingest, its chunks and
-# bytes; a re-index: its chunks, embedded again.
+# engine time of its usage whatever its end (its tokens also into the month's count, which
+# the token quota is held against); documents: a succeeded ingest, its chunks and bytes; a
+# re-index: its chunks, embedded again.
 COUNT_FUNCTION = f"""
 local function utc_day(secs)
   local z = math.floor(secs / 86400) + 719468
@@ -89,7 +90,14 @@ local function count_usage(job)
   end
   if next(add) == nil then return end
   local t = redis.call('TIME')
-  local base = '{USAGE_PREFIX}' .. tenant .. ':' .. utc_day(tonumber(t[1]))
+  local day = utc_day(tonumber(t[1]))
+  local tokens = (add.prompt_tokens or 0) + (add.completion_tokens or 0)
+  if tokens > 0 then
+    local month = '{USAGE_PREFIX}' .. tenant .. ':month:' .. string.sub(day, 1, 7)
+    redis.call('INCRBY', month, tokens)
+    redis.call('EXPIRE', month, {USAGE_TTL_S})
+  end
+  local base = '{USAGE_PREFIX}' .. tenant .. ':' .. day
   local targets = {{base}}
   if key_id and key_id ~= '' then
     targets[2] = base .. ':key:' .. key_id

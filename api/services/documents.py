@@ -75,8 +75,8 @@ class DocumentService:
         title and metadata) is a no-op that reports the job that ingested it; anything changed
         under an existing document id makes a new version of that document, which replaces the
         previous one once it is complete (a pending one it replaces is cancelled). A document
-        being deleted takes no new version (409). The webhook URL is vetted unless `vetted`
-        says so.
+        being deleted takes no new version (409). The webhook URL and the tenant's quotas are
+        checked unless `vetted` says its batch checked them.
         """
         self._check(upload)
         webhook_url = upload.webhook_url
@@ -104,6 +104,8 @@ class DocumentService:
                 job_id=record.job_id, status=record.status, document_id=document_id
             )
             return Created(accepted, created=False)
+        if self.jobs.quotas is not None and not vetted:
+            await self.jobs.quotas.check_documents(tenant, 0 if current else 1)
 
         job_id = str(uuid.uuid4())
         now = now_iso()
@@ -179,6 +181,9 @@ class DocumentService:
             self._check(upload)
         for url in {upload.webhook_url for upload in uploads}:
             await self.jobs.vet_webhook(url)
+        if self.jobs.quotas is not None:
+            # Each counted as a new document: the batch is queued whole or not at all.
+            await self.jobs.quotas.check_documents(tenant, len(uploads))
         accepted = [(await self.submit(tenant, upload, vetted=True)).body for upload in uploads]
         return await self._record_batch(tenant, accepted)
 

@@ -72,7 +72,7 @@ class UsageService:
                 "group_by": group_by,
                 "rows": rows,
                 "total": UsageCounters.model_validate(_summed(by_day)),
-                "chunks_stored": await self.chunks_stored(tenant),
+                "chunks_stored": await chunks_stored(self.redis, tenant),
             }
         )
 
@@ -89,16 +89,15 @@ class UsageService:
             UsageRow.model_validate({"key_id": k, **_summed(per_key[k])}) for k in sorted(per_key)
         ]
 
-    async def chunks_stored(self, tenant: str) -> int:
-        """How many chunks the tenant's ready documents have now (from the registry)."""
-        total, offset = 0, 0
-        while ids := await self.redis.zrange(listing_key(tenant), offset, offset + PAGE - 1):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for document_id in ids:
-                    pipe.hmget(doc_key(tenant, document_id), ["status", "chunks"])
-                found = await pipe.execute()
-            total += sum(
-                int(chunks or 0) for status, chunks in found if status == DocumentStatus.READY
-            )
-            offset += PAGE
-        return total
+
+async def chunks_stored(redis: aioredis.Redis, tenant: str) -> int:
+    """How many chunks the tenant's ready documents have now (from the registry)."""
+    total, offset = 0, 0
+    while ids := await redis.zrange(listing_key(tenant), offset, offset + PAGE - 1):
+        async with redis.pipeline(transaction=False) as pipe:
+            for document_id in ids:
+                pipe.hmget(doc_key(tenant, document_id), ["status", "chunks"])
+            found = await pipe.execute()
+        total += sum(int(chunks or 0) for status, chunks in found if status == DocumentStatus.READY)
+        offset += PAGE
+    return total

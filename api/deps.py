@@ -21,6 +21,7 @@ from api.services.idempotency import IdempotencyService
 from api.services.jobs import JobService
 from api.services.limits import Limits
 from api.services.search import SearchService
+from api.services.usage import UsageService
 from api.services.webhooks import WebhookService
 from common.access import Access
 from common.contract import INGEST_QUEUE, QUERY_QUEUE
@@ -74,6 +75,10 @@ async def _chat(request: Request) -> ChatService:
 
 async def _embeddings(request: Request) -> EmbeddingService:
     return request.app.state.embeddings  # type: ignore[no-any-return]
+
+
+async def _usage(request: Request) -> UsageService:
+    return request.app.state.usage  # type: ignore[no-any-return]
 
 
 async def _idempotency(request: Request) -> IdempotencyService:
@@ -148,6 +153,7 @@ AccessDep = Annotated[Access, Depends(_access)]
 ChatDep = Annotated[ChatService, Depends(_chat)]
 EmbeddingsDep = Annotated[EmbeddingService, Depends(_embeddings)]
 IdempotencyDep = Annotated[IdempotencyService, Depends(_idempotency)]
+UsageDep = Annotated[UsageService, Depends(_usage)]
 # Route-level dependencies of job-creating routes: backpressure on the queue they feed.
 INGEST_CAPACITY = Depends(_capacity(INGEST_QUEUE))
 QUERY_CAPACITY = Depends(_capacity(QUERY_QUEUE))

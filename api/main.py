@@ -14,14 +14,16 @@ from fastapi_offline import FastAPIOffline
 from api import console, errors, metrics
 from api.body_limit import BodyLimit
 from api.errors import ErrorBody
-from api.routers import answers, documents, health, jobs, openai, search, webhooks
+from api.routers import answers, documents, health, jobs, openai, search, usage, webhooks
 from api.services.chat import ChatService
 from api.services.documents import DocumentService
 from api.services.embeddings import EmbeddingService
 from api.services.idempotency import IdempotencyService
 from api.services.jobs import JobService
 from api.services.limits import Limits
+from api.services.quotas import QuotaService
 from api.services.search import SearchService
+from api.services.usage import UsageService
 from api.services.webhooks import WebhookService
 from common.apikeys import open_redis, production_problem
 from common.contract import create_app as create_celery
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = client
         app.state.store = store
-        jobs = JobService(store, celery, settings)
+        jobs = JobService(store, celery, settings, QuotaService(client))
         app.state.jobs = jobs
         app.state.documents = DocumentService(client, jobs)
         app.state.idempotency = IdempotencyService(
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.webhooks = WebhookService(client, store, settings)
         app.state.chat = ChatService(jobs, store, settings)
         app.state.embeddings = EmbeddingService(client, celery, settings)
+        app.state.usage = UsageService(client)
         try:
             yield
         finally:
@@ -97,7 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # `receive` in the endpoint, not in the metrics middleware's task group.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     metrics.install(app)
-    authenticated = (documents.router, answers.router, search.router, jobs.router, webhooks.router)
+    authenticated = (
+        documents.router, answers.router, search.router, jobs.router, webhooks.router, usage.router
+    )  # fmt: skip
     for router in authenticated:
         app.include_router(router, responses=AUTHENTICATED_ERRORS)
     app.include_router(openai.router)  # its own error shape: see api.openai_schemas

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from common.documents import DocumentInfo
 from common.schemas import (
@@ -183,3 +184,46 @@ class WebhookSecret(BaseModel):
     """The tenant's webhook signing secret (Standard Webhooks, `whsec_` + base64)."""
 
     secret: str
+
+
+class UsageGroup(StrEnum):
+    """How usage rows are grouped."""
+
+    DAY = "day"
+    KEY = "key"
+
+
+class UsageCounters(BaseModel):
+    """Work done and counted as it happened (see README, *Usage*)."""
+
+    answers: int = Field(description="Answers that succeeded (chat completions included).")
+    prompt_tokens: int = Field(description="Prompt tokens of every generation that finished.")
+    completion_tokens: int = Field(description="Tokens generated.")
+    engine_ms: int = Field(description="Engine time of the generations, in milliseconds.")
+    ttft_ms: int = Field(description="Sum of the generations' times to first token (ms).")
+    ttft_count: int = Field(description="How many generations `ttft_ms` sums.")
+    searches: int = Field(description="Searches (`POST /v1/search`).")
+    documents: int = Field(description="Document versions ingested.")
+    chunks_embedded: int = Field(description="Chunks embedded, by ingestion and re-indexing.")
+    bytes_ingested: int = Field(description="Bytes of the documents ingested.")
+    webhook_deliveries: int = Field(description="Webhook delivery attempts made.")
+
+
+class UsageRow(UsageCounters):
+    """The counters of one day (`group_by=day`) or one API key over the range (`group_by=key`)."""
+
+    day: str | None = None
+    key_id: str | None = None
+
+
+class UsageOut(BaseModel):
+    """A tenant's usage over a range of UTC days."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from", description="First UTC day (YYYY-MM-DD), included.")
+    to: str = Field(description="Last UTC day, included.")
+    group_by: UsageGroup
+    rows: list[UsageRow] = Field(description="Days or keys with any usage, in order.")
+    total: UsageCounters
+    chunks_stored: int = Field(description="Chunks of the tenant's ready documents, now.")

@@ -1,4 +1,5 @@
-"""What `ragq ingest`, `ragq reindex` and `ragq ask` show, over the Python client (ragq_client)."""
+"""What `ragq ingest`, `ragq reindex`, `ragq ask` and `ragq usage` show, over the Python client
+(ragq_client)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
 from cli import render
 from ragq_client import (
@@ -25,6 +27,7 @@ from ragq_client import (
     JobRecord,
     JobStatus,
     TokenEvent,
+    UsageGroup,
     WaitProgress,
 )
 
@@ -164,4 +167,44 @@ def _print_final(record: JobRecord) -> int:
         print(f"[answer cut at {tokens} tokens: RAGQ_LLM_MAX_TOKENS]")
     for line in render.sources(result.model_dump(mode="json")):
         print(line)
+    return 0
+
+
+# The columns of `ragq usage`: heading, counter.
+USAGE_COLUMNS = (
+    ("answers", "answers"),
+    ("prompt tok", "prompt_tokens"),
+    ("completion tok", "completion_tokens"),
+    ("engine s", "engine_ms"),
+    ("searches", "searches"),
+    ("documents", "documents"),
+    ("chunks", "chunks_embedded"),
+    ("MB in", "bytes_ingested"),
+    ("webhooks", "webhook_deliveries"),
+)
+
+
+def _cell(name: str, value: int) -> str:
+    if name == "engine_ms":
+        return f"{value / 1000:.1f}"
+    if name == "bytes_ingested":
+        return f"{value / 1e6:.2f}"
+    return str(value)
+
+
+def usage(http: Client, start: str | None, end: str | None, group_by: str) -> int:
+    """Print the tenant's usage as a table (stdout), a row per day or per API key."""
+    report = http.usage(start=start, end=end, group_by=group_by)
+    by_key = report.group_by is UsageGroup.KEY
+    table = Table(title=f"usage {report.from_} to {report.to} (UTC)")
+    table.add_column("API key" if by_key else "day")
+    for heading, _ in USAGE_COLUMNS:
+        table.add_column(heading, justify="right")
+    for row in [*report.rows, report.total]:
+        label = getattr(row, "key_id" if by_key else "day", None) or "total"
+        counts = row.model_dump()
+        table.add_row(label, *(_cell(name, counts[name]) for _, name in USAGE_COLUMNS))
+    # Wide enough for every column when the output is a pipe (rich assumes 80 there).
+    Console(width=max(Console().width, 120)).print(table)
+    print(f"chunks stored now: {report.chunks_stored}")
     return 0

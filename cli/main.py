@@ -19,6 +19,7 @@ from common.settings import get_settings
 
 if TYPE_CHECKING:
     from cli.supervisor import Supervisor
+    from common.quotas import Quotas
     from ragq_client import Client
 
 console = Console(stderr=True)
@@ -175,6 +176,7 @@ def keys() -> None:
 
 
 def _keys_redis() -> redis.Redis:
+    """The Redis of the running service (or RAGQ_REDIS_URL), for the operator commands."""
     from common.apikeys import open_redis
 
     settings = get_settings()
@@ -250,6 +252,64 @@ def keys_revoke(key_or_id: str) -> None:
     console.print(f"revoked {info.key_id} of tenant {info.tenant}")
 
 
+@main.group()
+def tenants() -> None:
+    """Operator commands: a tenant's quotas (stored in Redis; the API holds requests to them)."""
+
+
+def _quota(value: str) -> int | None:
+    return None if value == "none" else int(value)
+
+
+@tenants.command("set-quota")
+@click.argument("tenant")
+@click.option("--tokens-per-month", help="Prompt and completion tokens per UTC month, or none.")
+@click.option("--documents", help="Documents stored, or none.")
+@click.option("--chunks", help="Chunks stored, or none.")
+def tenants_set_quota(
+    tenant: str, tokens_per_month: str | None, documents: str | None, chunks: str | None
+) -> None:
+    """Set or remove (`none`) a tenant's quotas; the ones not given stay as they are."""
+    from common import quotas
+
+    given = {"tokens_per_month": tokens_per_month, "documents": documents, "chunks": chunks}
+    try:
+        changes = {name: _quota(v) for name, v in given.items() if v is not None}
+        if not changes:
+            raise click.UsageError("give --tokens-per-month, --documents or --chunks")
+        now = quotas.update(_keys_redis(), tenant, changes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis: {exc}") from exc
+    _show_quotas(tenant, now)
+
+
+@tenants.command("show")
+@click.argument("tenant")
+def tenants_show(tenant: str) -> None:
+    """A tenant's quotas and what it uses against each now."""
+    from common import quotas
+
+    try:
+        _show_quotas(tenant, quotas.read(_keys_redis(), tenant))
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis: {exc}") from exc
+
+
+def _show_quotas(tenant: str, limits: Quotas) -> None:
+    from common import quotas, usage
+
+    month = quotas.month_of(usage.today())
+    used = quotas.standing(_keys_redis(), tenant, month)
+    click.echo(f"tenant {tenant} (tokens counted for {month}, UTC)")
+    for name in quotas.NAMES:
+        limit = getattr(limits, name)
+        click.echo(
+            f"  {name:<17} {used[name]:>12} used of {'unlimited' if limit is None else limit}"
+        )
+
+
 @main.command()
 def flower() -> None:
     """Start Flower alone (basic auth from RAGQ_FLOWER_BASIC_AUTH) on RAGQ_FLOWER_PORT."""
@@ -319,6 +379,24 @@ def ask(question: str, top_k: int, mode: str | None, as_json: bool) -> None:
     from cli import client
 
     _exit_with(lambda http: client.ask(http, question, top_k, mode, as_json=as_json))
+
+
+@main.command()
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    help="First UTC day, YYYY-MM-DD (default: 29 days before --to).",
+)
+@click.option("--to", "end", default=None, help="Last UTC day (default: today).")
+@click.option(
+    "--by", "group_by", type=click.Choice(["day", "key"]), default="day", show_default=True
+)
+def usage(start: str | None, end: str | None, group_by: str) -> None:
+    """Show your tenant's usage: answers, tokens, searches, documents, webhooks, by day or key."""
+    from cli import client
+
+    _exit_with(lambda http: client.usage(http, start, end, group_by))
 
 
 def _exit_with(action: Callable[[Client], int]) -> NoReturn:

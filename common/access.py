@@ -17,6 +17,8 @@ from dataclasses import dataclass
 ACCESS_GROUPS = "access_groups"
 # The job record field that says the job's key is a tenant admin ('1'/'0').
 ACCESS_ADMIN = "access_admin"
+# The job record field of the API key that created the job.
+KEY_ID = "key_id"
 GROUP_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_GROUPS = 32
 
@@ -50,6 +52,8 @@ class Access:
 
     admin: bool
     groups: tuple[str, ...] = ()
+    # The key's id (key_…), which the work it asks for is counted under (common/usage.py).
+    key_id: str = ""
 
     def sees(self, document_groups: Sequence[str]) -> bool:
         """Whether the key reads a document with these groups."""
@@ -66,7 +70,11 @@ class Access:
 
     def fields(self) -> dict[str, str]:
         """The job record fields that carry this access to the workers."""
-        return {ACCESS_ADMIN: "1" if self.admin else "0", ACCESS_GROUPS: dumps_groups(self.groups)}
+        return {
+            ACCESS_ADMIN: "1" if self.admin else "0",
+            ACCESS_GROUPS: dumps_groups(self.groups),
+            KEY_ID: self.key_id,
+        }
 
     def scope(self, tenant: str) -> str:
         """The tenant, narrowed to this access: what idempotency keys are stored under."""
@@ -75,9 +83,10 @@ class Access:
     @classmethod
     def from_fields(cls, raw: Mapping[str, str]) -> Access:
         """The access a job record carries; a record from before groups is an admin's."""
+        key_id = raw.get(KEY_ID, "")
         if raw.get(ACCESS_ADMIN, "1") == "1":
-            return ADMIN
-        return cls(False, tuple(loads_groups(raw.get(ACCESS_GROUPS))))
+            return cls(True, key_id=key_id)
+        return cls(False, tuple(loads_groups(raw.get(ACCESS_GROUPS))), key_id)
 
 
 ADMIN = Access(admin=True)

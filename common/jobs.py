@@ -29,7 +29,16 @@ from common.schemas import (
     JobStatus,
     Progress,
 )
-from common.telemetry import JOB_QUEUE_WAIT, JOB_RUN_TIME, JOBS_FINISHED, TASK_RETRIES
+from common.settings import get_settings
+from common.telemetry import (
+    JOB_QUEUE_WAIT,
+    JOB_RUN_TIME,
+    JOBS_FINISHED,
+    TASK_RETRIES,
+    TENANT_JOBS,
+    TENANT_TOKENS,
+)
+from common.usage import COUNT_FUNCTION
 
 T = TypeVar("T")
 
@@ -66,6 +75,7 @@ end
 #       n field/value pairs, then event name/data pairs.
 UPDATE_SCRIPT = (
     PLACE_FUNCTION
+    + COUNT_FUNCTION
     + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return -1 end
@@ -93,17 +103,21 @@ while i < #ARGV do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+local now = redis.call('HGET', KEYS[1], 'status')
+local ended = (cur == 'queued' or cur == 'running')
+  and (now == 'succeeded' or now == 'failed' or now == 'cancelled')
 -- A job with a webhook that just finished enters the webhook outbox in this same script, so
 -- the delivery is never lost between the transition and its dispatch.
-if KEYS[3] and (cur == 'queued' or cur == 'running') then
-  local now = redis.call('HGET', KEYS[1], 'status')
+if KEYS[3] and ended then
   local url = redis.call('HGET', KEYS[1], 'webhook_url')
-  if url and url ~= '' and (now == 'succeeded' or now == 'failed' or now == 'cancelled') then
+  if url and url ~= '' then
     local t = redis.call('TIME')
     local at = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
     redis.call('ZADD', KEYS[3], 'NX', at, redis.call('HGET', KEYS[1], 'job_id'))
   end
 end
+-- Its work is counted once, with the transition that happens once (common.usage).
+if ended then count_usage(KEYS[1]) end
 -- A claim, a release, a re-send or an end moves the job between the indexes in this same
 -- script, so the reconciler finds it where its record says.
 if moved and KEYS[5] then
@@ -221,14 +235,25 @@ def status_update(
 
 
 def after_finish(
-    zrem: Callable[[str, str], T], job_id: str, raw: Mapping[str, str], to: JobStatus
+    zrem: Callable[[str, str], T],
+    job_id: str,
+    raw: Mapping[str, str],
+    to: JobStatus,
+    result: Any = None,
 ) -> T:
     """The bookkeeping of a job that just finished (`raw`: its record before): it leaves the
     active set through `zrem` (whose result is returned: await it on an async client), and is
-    counted with its run time."""
+    counted with its run time, and by tenant where the operator asked for it."""
     JOBS_FINISHED.labels(raw["kind"], to.value).inc()
     if raw.get("started_at"):
         JOB_RUN_TIME.labels(raw["kind"]).observe(seconds_since(raw["started_at"]))
+    if get_settings().metrics_by_tenant:
+        tenant = raw.get("tenant", "")
+        TENANT_JOBS.labels(tenant, raw["kind"], to.value).inc()
+        usage = result.get("usage") if isinstance(result, dict) else None
+        if isinstance(usage, dict):
+            TENANT_TOKENS.labels(tenant, "prompt").inc(usage.get("prompt_tokens") or 0)
+            TENANT_TOKENS.labels(tenant, "completion").inc(usage.get("completion_tokens") or 0)
     return zrem(ACTIVE_JOBS_KEY, job_id)
 
 
@@ -399,7 +424,7 @@ class JobStore:
         raw, update = self._apply_watched(job_id, decide, guard)
         if update is None:
             return False
-        after_finish(self.redis.zrem, job_id, raw, to)
+        after_finish(self.redis.zrem, job_id, raw, to, result)
         return True
 
     def fail(self, job_id: str, code: str, message: str) -> bool:

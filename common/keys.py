@@ -34,6 +34,11 @@ BATCH_PREFIX = f"{PREFIX}:batch:"
 REPLY_PREFIX = f"{PREFIX}:reply:"
 RATE_PREFIX = f"{PREFIX}:rate:"
 IDEMPOTENCY_PREFIX = f"{PREFIX}:idem:"
+# Usage counters: a hash per tenant and UTC day, one per API key and day, and the set of the
+# day's keys (common/usage.py). The job update script builds these names itself.
+USAGE_PREFIX = f"{PREFIX}:usage:"
+# A tenant's quotas (common/quotas.py), set by an operator.
+QUOTA_PREFIX = f"{PREFIX}:quota:"
 
 
 def job_key(job_id: str) -> str:
@@ -135,3 +140,23 @@ def rate_key(tenant: str) -> str:
 def idempotency_key(tenant: str, key: str) -> str:
     """Redis key of a tenant's idempotency key."""
     return f"{IDEMPOTENCY_PREFIX}{tenant}:{key}"
+
+
+def usage_key(tenant: str, day: str, key_id: str = "") -> str:
+    """A tenant's usage counters of one UTC day (YYYY-MM-DD), or of one of its API keys."""
+    return f"{USAGE_PREFIX}{tenant}:{day}" + (f":key:{key_id}" if key_id else "")
+
+
+def usage_keys_key(tenant: str, day: str) -> str:
+    """The ids of the API keys that did work for a tenant on a day."""
+    return f"{USAGE_PREFIX}{tenant}:{day}:keys"
+
+
+def usage_month_key(tenant: str, month: str) -> str:
+    """A tenant's token count of one UTC month (YYYY-MM), what its token quota is held against."""
+    return f"{USAGE_PREFIX}{tenant}:month:{month}"
+
+
+def quota_key(tenant: str) -> str:
+    """A tenant's quotas."""
+    return f"{QUOTA_PREFIX}{tenant}"

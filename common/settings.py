@@ -129,6 +129,9 @@ class Settings(BaseSettings):
 
     # Operations.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Per-tenant usage metrics (a `tenant` label): one series per tenant, so only where the
+    # operator knows how many tenants there are.
+    metrics_by_tenant: bool = False
     flower_port: int = Field(default=5555, ge=0, le=65535)
     flower_basic_auth: str = "ragq:ragq"
     # Links of the web console (empty: Flower beside the API on RAGQ_FLOWER_PORT; no Grafana).

@@ -27,6 +27,8 @@ LABELS = {
     "task": f"a Celery task's name, e.g. {INGEST_TASK}, {GENERATE_TASK}",
     "action": "what the reconciler did with a job: requeued or failed",
     "outcome": "how a webhook attempt ended: delivered, retrying, failed, gone",
+    "tenant": "a tenant (only with RAGQ_METRICS_BY_TENANT=true)",
+    "type": "which tokens: prompt or completion",
 }
 
 # API.
@@ -76,6 +78,13 @@ RECONCILED = Counter(
 WEBHOOK_ATTEMPTS = Counter(
     "ragq_webhook_attempts_total", "Webhook delivery attempts by outcome.", ["outcome"]
 )
+TENANT_JOBS = Counter(
+    "ragq_tenant_jobs_total", "Jobs finished, by tenant (opt-in).", ["tenant", "kind", "status"]
+)
+TENANT_TOKENS = Counter(
+    "ragq_tenant_tokens_total", "Tokens of finished generations, by tenant (opt-in).",
+    ["tenant", "type"],
+)  # fmt: skip
 WEBHOOK_DURATION = Histogram(
     "ragq_webhook_attempt_seconds", "Duration of one webhook POST.", buckets=LATENCY_BUCKETS
 )
@@ -99,6 +108,8 @@ METRIC_NAMES = frozenset(
         "ragq_reconciled_jobs_total",
         "ragq_webhook_attempts_total",
         "ragq_webhook_attempt_seconds",
+        "ragq_tenant_jobs_total",
+        "ragq_tenant_tokens_total",
     }
 )
 

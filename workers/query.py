@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common import conversation, prompt
+from common import conversation, prompt, usage
 from common.access import Access
 from common.contract import EMBED_TASK, GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
 from common.schemas import (
@@ -202,11 +202,13 @@ def search_task(request: dict[str, Any], reply_key: str) -> None:
         )
         reply: dict[str, Any] = {"results": [hit.model_dump() for hit in hits]}
     except ValueError as exc:
-        reply = {"error": {"code": "invalid_search", "message": str(exc)}}
+        _reply(reply_key, {"error": {"code": "invalid_search", "message": str(exc)}})
+        return
     except Exception:
         _reply(reply_key, {"error": {"code": "internal_error", "message": "the search failed"}})
         raise
-    _reply(reply_key, reply)
+    # Counted with its reply, a search whose caller stopped waiting included: it was done.
+    _reply(reply_key, reply, request["tenant"], request.get("key_id", ""))
 
 
 @app.task(name=EMBED_TASK, ignore_result=True)
@@ -223,8 +225,11 @@ def embed_task(texts: list[str], reply_key: str) -> None:
     _reply(reply_key, reply)
 
 
-def _reply(key: str, reply: dict[str, Any]) -> None:
+def _reply(key: str, reply: dict[str, Any], tenant: str = "", key_id: str = "") -> None:
+    """Push a reply; with a tenant, count one search for it (and its API key)."""
     with engines.job_store().redis.pipeline() as pipe:
         pipe.rpush(key, json.dumps(reply))
         pipe.expire(key, REPLY_TTL_S)
+        if tenant:
+            usage.count(pipe, tenant, key_id, {"searches": 1})
         pipe.execute()

@@ -25,6 +25,7 @@ import httpx
 import redis
 from celery import signals
 
+from common import usage
 from common.clock import iso_at
 from common.contract import DELIVER_WEBHOOK_TASK, WEBHOOKS_QUEUE
 from common.jobs import record_from_hash
@@ -127,7 +128,7 @@ def _attempt_locked(
         return DeliveryState.PENDING
     sent = _send(client, settings, raw)
     entry, next_due = _decide(settings, sent, attempt, state.get("manual", ""))
-    _record(client, settings, job_id, entry, next_due)
+    _record(client, settings, raw, entry, next_due)
     return entry.outcome
 
 
@@ -211,12 +212,13 @@ def _decide(
 def _record(
     client: redis.Redis,
     settings: Settings,
-    job_id: str,
+    raw: dict[str, str],
     entry: DeliveryAttempt,
     next_due: float | None,
 ) -> None:
-    """Log the attempt, move the delivery's state, and schedule the next attempt or none."""
-    outcome = entry.outcome
+    """Log the attempt, move the delivery's state, schedule the next attempt or none, and count
+    the attempt in the tenant's usage."""
+    job_id, outcome = raw["job_id"], entry.outcome
     WEBHOOK_ATTEMPTS.labels("retrying" if outcome is DeliveryState.PENDING else outcome.value).inc()
     with client.pipeline(transaction=True) as pipe:
         pipe.rpush(webhook_log_key(job_id), entry.model_dump_json())
@@ -235,6 +237,7 @@ def _record(
             pipe.zadd(WEBHOOKS_DUE_KEY, {job_id: next_due})
         else:
             pipe.zrem(WEBHOOKS_DUE_KEY, job_id)
+        usage.count(pipe, raw["tenant"], raw.get("key_id", ""), {"webhook_deliveries": 1})
         pipe.execute()
     log.info(
         "webhook job=%s attempt=%d status=%s error=%s outcome=%s",

@@ -16,7 +16,14 @@ from api.errors import ApiError
 from api.schemas import BatchAccepted, BatchStatus, JobAccepted
 from api.services.idempotency import Created
 from api.services.jobs import JobService
-from common.access import ACCESS_GROUPS, Access, check_groups, dumps_groups, loads_groups
+from common.access import (
+    ACCESS_GROUPS,
+    KEY_ID,
+    Access,
+    check_groups,
+    dumps_groups,
+    loads_groups,
+)
 from common.clock import now_iso
 from common.contract import DELETE_TASK, GROUPS_TASK, INGEST_TASK, REINDEX_TASK
 from common.documents import (
@@ -144,8 +151,8 @@ class DocumentService:
         title and metadata) is a no-op that reports the job that ingested it; anything changed
         under an existing document id makes a new version of that document, which replaces the
         previous one once it is complete (a pending one it replaces is cancelled). A document
-        being deleted takes no new version (409). The webhook URL is vetted unless `vetted`
-        says so.
+        being deleted takes no new version (409). The webhook URL and the tenant's quotas are
+        checked unless `vetted` says its batch checked them.
 
         Access groups: a new document gets the upload's (none: ungrouped); an existing one keeps
         its own, and an upload naming other ones is refused (409: a change goes through
@@ -195,6 +202,8 @@ class DocumentService:
                 job_id=record.job_id, status=record.status, document_id=document_id
             )
             return Created(accepted, created=False)
+        if self.jobs.quotas is not None and not vetted:
+            await self.jobs.quotas.check_documents(tenant, 0 if current else 1)
 
         job_id = str(uuid.uuid4())
         now = now_iso()
@@ -236,6 +245,8 @@ class DocumentService:
             "title": upload.title or "",
             "metadata": metadata,
             "content_sha256": sha,
+            "size_bytes": str(len(upload.data)),  # counted as bytes ingested when it succeeds
+            KEY_ID: access.key_id,
         }
         await self.jobs.enqueue(
             INGEST_TASK,
@@ -278,6 +289,9 @@ class DocumentService:
                 _checked_groups(upload.access_groups, access)
         for url in {upload.webhook_url for upload in uploads}:
             await self.jobs.vet_webhook(url)
+        if self.jobs.quotas is not None:
+            # Each counted as a new document: the batch is queued whole or not at all.
+            await self.jobs.quotas.check_documents(tenant, len(uploads))
         accepted = [
             (await self.submit(tenant, access, upload, vetted=True)).body for upload in uploads
         ]
@@ -375,7 +389,11 @@ class DocumentService:
             pipe.eval(SET_GROUPS_SCRIPT, 1, key, dumps_groups(checked), now_iso())
 
         job_id = await self.jobs.enqueue(
-            GROUPS_TASK, JobKind.ACCESS, tenant, {"document_id": document_id}, also=write
+            GROUPS_TASK,
+            JobKind.ACCESS,
+            tenant,
+            {"document_id": document_id, KEY_ID: access.key_id},
+            also=write,
         )
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)
 
@@ -408,7 +426,7 @@ class DocumentService:
             DELETE_TASK,
             JobKind.DELETE,
             tenant,
-            {"document_id": document_id},
+            {"document_id": document_id, KEY_ID: access.key_id},
             also=mark,
             job_id=job_id,
         )
@@ -425,7 +443,10 @@ class DocumentService:
                 409, "document_not_ready", f"document {document_id} is {current.get('status')}"
             )
         job_id = await self.jobs.enqueue(
-            REINDEX_TASK, JobKind.REINDEX, tenant, {"document_id": document_id}
+            REINDEX_TASK,
+            JobKind.REINDEX,
+            tenant,
+            {"document_id": document_id, KEY_ID: access.key_id},
         )
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, document_id=document_id)
 

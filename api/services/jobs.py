@@ -14,6 +14,7 @@ from api.errors import ApiError
 from api.schemas import AnswerIn, JobAccepted, JobList
 from api.services import inputs
 from api.services.messages import TaskMessages
+from api.services.quotas import QuotaService
 from common.access import Access
 from common.contract import RETRIEVE_TASK
 from common.documents import settle
@@ -27,10 +28,17 @@ from common.webhooks import WebhookRefused, vet
 class JobService:
     """The API's only way to make or change jobs."""
 
-    def __init__(self, store: AsyncJobStore, celery: Celery, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: AsyncJobStore,
+        celery: Celery,
+        settings: Settings,
+        quotas: QuotaService | None = None,
+    ) -> None:
         self.store = store
         self.celery = celery
         self.settings = settings
+        self.quotas = quotas
         self.messages = TaskMessages(celery)
 
     async def enqueue(
@@ -88,6 +96,8 @@ class JobService:
         fields.update(extra or {})
         fields.update(access.fields())
         webhook_url = await self.vet_webhook(body.webhook_url)
+        if self.quotas is not None:
+            await self.quotas.check_answer(tenant)
         job_id = await self.enqueue(
             RETRIEVE_TASK, JobKind.ANSWER, tenant, fields, webhook_url=webhook_url
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from api.errors import ApiError
-from common.access import ADMIN, Access
+from common.access import Access
 from common.apikeys import KEY_PREFIX, key_hash
 from common.keys import RATE_PREFIX, apikey_key
 from common.settings import Settings
@@ -19,13 +19,15 @@ from common.settings import Settings
 # The rate is a fixed window per tenant that starts with its first request (a key that lost its
 # expiry gets one again). KEYS: the API key's hash, the queue to measure (optional). ARGV: the
 # rate key prefix, the window in seconds, whether the rate is limited ('1'/'0'). Returns
-# {tenant, count, ttl, depth, admin, groups} (tenant nil: unknown key; depth -1: no queue;
-# admin and groups as `common.apikeys` stores them, nil for a key stored before them). The rate
+# {tenant, count, ttl, depth, admin, groups, id} (tenant nil: unknown key; depth -1: no queue;
+# admin and groups as `common.apikeys` stores them, nil for a key stored before them; the key's
+# id, which its usage is counted under). The rate
 # key is built from the tenant found here, so it cannot be declared in KEYS: ragq runs on one Redis,
 # never a cluster.
 ADMIT_SCRIPT = """
-local tenant, admin, groups = unpack(redis.call('HMGET', KEYS[1], 'tenant', 'admin', 'groups'))
-if not tenant then return {false, 0, 0, -1, false, false} end
+local tenant, admin, groups, id = unpack(
+  redis.call('HMGET', KEYS[1], 'tenant', 'admin', 'groups', 'id'))
+if not tenant then return {false, 0, 0, -1, false, false, false} end
 local count, ttl = 0, 0
 if ARGV[3] == '1' then
   local rate = ARGV[1] .. tenant
@@ -38,7 +40,7 @@ if ARGV[3] == '1' then
 end
 local depth = -1
 if KEYS[2] then depth = redis.call('LLEN', KEYS[2]) end
-return {tenant, count, ttl, depth, admin, groups}
+return {tenant, count, ttl, depth, admin, groups, id}
 """
 
 
@@ -66,7 +68,7 @@ class Limits:
             return None
         limit, window = self.settings.rate_limit_requests, self.settings.rate_limit_window_s
         keys = [apikey_key(key_hash(key))] + ([queue] if queue else [])
-        tenant, count, ttl, depth, admin, groups = await self._admit(
+        tenant, count, ttl, depth, admin, groups, key_id = await self._admit(
             keys=keys, args=[RATE_PREFIX, window, "1" if limit else "0"]
         )
         if tenant is None:
@@ -75,11 +77,11 @@ class Limits:
             raise self._rate_limited(limit, window, int(ttl))
         if queue and int(depth) > self.settings.max_queue_depth:
             raise self._queue_full(queue, int(depth))
+        key_id = str(key_id or "")
         if admin in (None, "1"):
-            return Caller(str(tenant), ADMIN)
-        return Caller(
-            str(tenant), Access(False, tuple(g for g in str(groups or "").split(",") if g))
-        )
+            return Caller(str(tenant), Access(True, key_id=key_id))
+        named = tuple(g for g in str(groups or "").split(",") if g)
+        return Caller(str(tenant), Access(False, named, key_id))
 
     async def check_queue(self, queue: str) -> None:
         """429 with Retry-After when the queue holds more messages than RAGQ_MAX_QUEUE_DEPTH."""

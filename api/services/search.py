@@ -38,6 +38,7 @@ class SearchService:
             "filter": body.filter.model_dump(exclude_none=True) if body.filter else None,
             "fusion": body.fusion.value if body.fusion else None,
             "groups": access.search_groups,
+            "key_id": access.key_id,
         }
         reply = await call_query_worker(
             self.celery,

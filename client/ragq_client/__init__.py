@@ -65,6 +65,10 @@ from ragq_client.models import (
     SearchOut,
     Span,
     Usage,
+    UsageCounters,
+    UsageGroup,
+    UsageOut,
+    UsageRow,
 )
 from ragq_client.retry import NO_RETRY, RetryPolicy
 from ragq_client.sync import Client, EventStream
@@ -132,6 +136,10 @@ __all__ = [
     "UnsupportedMediaType",
     "Uploaded",
     "Usage",
+    "UsageCounters",
+    "UsageGroup",
+    "UsageOut",
+    "UsageRow",
     "WaitProgress",
     "WaitTimeout",
     "WebhookVerificationError",

@@ -332,6 +332,49 @@ class WebhookSecret(Record):
     secret: str
 
 
+class UsageGroup(StrEnum):
+    """How usage rows are grouped."""
+
+    DAY = "day"
+    KEY = "key"
+
+
+class UsageCounters(Record):
+    """Work done, counted as it happened."""
+
+    answers: int
+    prompt_tokens: int
+    completion_tokens: int
+    engine_ms: int
+    ttft_ms: int
+    ttft_count: int
+    searches: int
+    documents: int
+    chunks_embedded: int
+    bytes_ingested: int
+    webhook_deliveries: int
+
+
+class UsageRow(UsageCounters):
+    """The counters of one day, or of one API key over the range."""
+
+    day: str | None = None
+    key_id: str | None = None
+
+
+class UsageOut(Record):
+    """A tenant's usage over a range of UTC days (`from_` is the JSON field `from`)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+    group_by: UsageGroup
+    rows: list[UsageRow]
+    total: UsageCounters
+    chunks_stored: int
+
+
 class Health(Record):
     """Liveness or readiness, with what was checked."""
 

@@ -42,6 +42,8 @@ from ragq_client.models import (
     SearchFusion,
     SearchMode,
     SearchOut,
+    UsageGroup,
+    UsageOut,
     WebhookSecret,
 )
 from ragq_client.retry import RetryPolicy
@@ -566,6 +568,18 @@ class Client:
         """A page of the tenant's jobs, newest first (`next_cursor` for the next page)."""
         call = base.get("/v1/jobs", kind=kind, status=status, limit=limit, cursor=cursor)
         return self._call(call, JobList)
+
+    def usage(
+        self,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        group_by: UsageGroup | str = UsageGroup.DAY,
+    ) -> UsageOut:
+        """The tenant's usage from `start` to `end` (UTC days YYYY-MM-DD; default the last 30),
+        by day or by API key, and the chunks it stores now."""
+        call = base.get("/v1/usage", **{"from": start, "to": end, "group_by": str(group_by)})
+        return self._call(call, UsageOut)
 
     def wait(
         self,

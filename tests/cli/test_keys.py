@@ -60,3 +60,18 @@ def test_keys_with_groups_or_admin(service: Service) -> None:
         refused = ragq(service.env, "keys", "create", "--tenant", "cli-groups", *bad, timeout=60)
         assert refused.returncode == 2, refused.stdout
         assert "Traceback" not in refused.stderr
+
+
+def test_tenants_set_quota_and_show(service) -> None:  # type: ignore[no-untyped-def]
+    tenant = "cli-quota-tenant"
+    set_ = ragq(service.env, "tenants", "set-quota", tenant, "--tokens-per-month", "5000",
+                "--documents", "10", timeout=60)  # fmt: skip
+    assert set_.returncode == 0, set_.stderr
+    assert "tokens_per_month" in set_.stdout and "used of 5000" in set_.stdout, set_.stdout
+    shown = ragq(service.env, "tenants", "show", tenant, timeout=60)
+    assert "documents" in shown.stdout and "used of 10" in shown.stdout, shown.stdout
+    assert "chunks" in shown.stdout and "used of unlimited" in shown.stdout, shown.stdout
+    removed = ragq(service.env, "tenants", "set-quota", tenant, "--documents", "none", timeout=60)
+    assert "used of 10" not in removed.stdout, removed.stdout
+    wrong = ragq(service.env, "tenants", "set-quota", tenant, "--chunks", "-3", timeout=60)
+    assert wrong.returncode == 2 and "at least 0" in wrong.stderr, wrong.stderr

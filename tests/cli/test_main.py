@@ -134,3 +134,16 @@ def test_the_quick_start_samples_answer_with_a_citation(service) -> None:  # typ
     assert asked.returncode == 0, asked.stderr
     assert "1874" in asked.stdout, asked.stdout
     assert "lighthouse.md" in asked.stdout + asked.stderr
+
+
+def test_usage_prints_a_table_by_day_and_by_key(service) -> None:  # type: ignore[no-untyped-def]
+    ragq(service.env, "ask", "When did Mount Ekra last erupt?")
+    by_day = ragq(service.env, "usage")
+    assert by_day.returncode == 0, by_day.stderr
+    assert "completion tok" in by_day.stdout and "total" in by_day.stdout, by_day.stdout
+    assert "chunks stored now:" in by_day.stdout
+    by_key = ragq(service.env, "usage", "--by", "key", "--from", "2026-01-01", "--to", "2026-01-02")
+    assert by_key.returncode == 0, by_key.stderr
+    assert "API key" in by_key.stdout
+    wrong = ragq(service.env, "usage", "--from", "tomorrow")
+    assert wrong.returncode == 1 and "YYYY-MM-DD" in wrong.stderr, wrong.stderr

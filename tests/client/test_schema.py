@@ -106,6 +106,7 @@ ROUTES = [
     ("get", "/v1/jobs/{job_id}/deliveries"),
     ("post", "/v1/jobs/{job_id}/deliveries/{attempt}:redeliver"),
     ("get", "/v1/webhooks/secret"),
+    ("get", "/v1/usage"),
     ("post", "/v1/webhooks/secret:rotate"),
     ("get", "/readyz"),
 ]

@@ -170,6 +170,7 @@ def test_sigkilled_llm_worker_mid_answer_still_answers(faulty: Faulty) -> None:
     ingested = http.post("/v1/documents", json={"text": LIGHTHOUSE, "title": "Quarnelle"})
     assert wait_job(http, ingested.json()["job_id"])["status"] == "succeeded"
     question = "Describe in detail everything the passages say about the Quarnelle lighthouse."
+    counted = http.get("/v1/usage").json()["total"]
     response = http.post("/v1/answers", json={"question": question})
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
@@ -189,6 +190,11 @@ def test_sigkilled_llm_worker_mid_answer_still_answers(faulty: Faulty) -> None:
     assert record["attempts"] == 2
     assert record["worker"].startswith("llm@")
     assert faulty.pid("llm-worker") != before
+    # Its usage is counted once, as the retried attempt reports it: not twice, not the lost one.
+    now, usage = http.get("/v1/usage").json()["total"], record["result"]["usage"]
+    assert now["answers"] - counted["answers"] == 1
+    assert now["prompt_tokens"] - counted["prompt_tokens"] == usage["prompt_tokens"]
+    assert now["completion_tokens"] - counted["completion_tokens"] == usage["completion_tokens"]
 
 
 def test_twenty_queued_jobs_survive_a_redis_restart(faulty: Faulty) -> None:

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
 
     # Operations.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # How long an API process keeps a tenant's quotas before reading them again: a changed
+    # quota holds within this time, and a submission seldom pays a round trip for them.
+    quota_cache_s: float = Field(default=5.0, ge=0.0)
     # Per-tenant usage metrics (a `tenant` label): one series per tenant, so only where the
     # operator knows how many tenants there are.
     metrics_by_tenant: bool = False

@@ -82,6 +82,8 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "RAGQ_WEBHOOK_RETRY_SCHEDULE_S": "0,1,2,2",
         "RAGQ_WEBHOOK_POLL_S": "0.2",
         "RAGQ_WEBHOOK_TIMEOUT_S": "5",
+        # Quota tests wait this long for a changed quota to hold (tests/api/test_quotas.py).
+        "RAGQ_QUOTA_CACHE_S": "0.5",
         "HF_HUB_OFFLINE": "1",
     }
     with pytest.MonkeyPatch.context() as patch:

@@ -5,6 +5,7 @@ never stopped by its own tenant's quota."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import redis.asyncio as aioredis
 
@@ -27,12 +28,22 @@ def exceeded(name: str, limit: int, used: int, resets: str, retry_s: int | None 
 class QuotaService:
     """Reads a tenant's quotas and what it used, and refuses work beyond them."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, cache_s: float) -> None:
         self.redis = redis
+        self.cache_s = cache_s
+        self._cached: dict[str, tuple[float, Quotas]] = {}
 
     async def quotas(self, tenant: str) -> Quotas:
-        """The tenant's quotas (one round trip; none set: all unlimited)."""
-        return Quotas.from_hash(await self.redis.hgetall(quota_key(tenant)))  # type: ignore[misc]
+        """The tenant's quotas (none set: all unlimited), read at most every `cache_s`."""
+        now = time.monotonic()
+        cached = self._cached.get(tenant)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = Quotas.from_hash(await self.redis.hgetall(quota_key(tenant)))  # type: ignore[misc]
+        if len(self._cached) > 10_000:
+            self._cached.clear()
+        self._cached[tenant] = (now + self.cache_s, found)
+        return found
 
     async def check_answer(self, tenant: str) -> None:
         """429 once the tenant's tokens this UTC month reached its monthly token quota."""

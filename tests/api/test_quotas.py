@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from common import quotas
@@ -18,10 +19,15 @@ def new_tenant() -> str:
     return f"quota-{uuid.uuid4().hex[:8]}"
 
 
+def change(service: Service, tenant: str, quotas_now: dict[str, int | None]) -> None:
+    """Change quotas, then wait until the API reads them again (RAGQ_QUOTA_CACHE_S)."""
+    quotas.update(open_redis(service.redis_url), tenant, quotas_now)
+    time.sleep(service.settings.quota_cache_s + 0.1)
+
+
 def test_the_document_and_chunk_quotas(service: Service) -> None:
     tenant = new_tenant()
-    redis = open_redis(service.redis_url)
-    quotas.update(redis, tenant, {"documents": 2})
+    change(service, tenant, {"documents": 2})
     with client_for(service, tenant) as http:
         first = ingest_text(http, "The Merrow tide mill grinds oats.", "mill")
         ingest_text(http, "The Merrow weir was rebuilt in 1890.", "weir")
@@ -39,15 +45,15 @@ def test_the_document_and_chunk_quotas(service: Service) -> None:
         assert wait_job(http, update.json()["job_id"])["status"] == "succeeded"
         # A batch is refused whole: no job of it is queued.
         files = [("files", (f"{n}.txt", b"batch text", "text/plain")) for n in range(2)]
-        quotas.update(redis, tenant, {"documents": 3})
+        change(service, tenant, {"documents": 3})
         batch = http.post("/v1/documents:batch", files=files)
         assert batch.status_code == 429, batch.text
         assert http.get("/v1/documents").json()["total"] == 2
 
-        quotas.update(redis, tenant, {"documents": None, "chunks": 1})
+        change(service, tenant, {"documents": None, "chunks": 1})
         over = http.post("/v1/documents", json={"text": "One more.", "title": "more"})
         assert over.status_code == 429 and "quota chunks exceeded" in over.text, over.text
-        quotas.update(redis, tenant, {"chunks": None})
+        change(service, tenant, {"chunks": None})
         assert (
             http.post("/v1/documents", json={"text": "Now fine.", "title": "ok"}).status_code == 202
         )
@@ -58,7 +64,7 @@ def test_the_monthly_token_quota_lets_a_running_answer_finish(service: Service) 
     redis = open_redis(service.redis_url)
     # Last month's tokens are not held against this month's quota.
     redis.set(usage_month_key(tenant, "2000-01"), 10**9)
-    quotas.update(redis, tenant, {"tokens_per_month": 1})
+    change(service, tenant, {"tokens_per_month": 1})
     with client_for(service, tenant) as http:
         ingest_text(http, "The Calder ferry crosses at dawn and at dusk.", "ferry")
         asked = http.post("/v1/answers", json={"question": "When does the ferry cross?"})
@@ -78,5 +84,5 @@ def test_the_monthly_token_quota_lets_a_running_answer_finish(service: Service) 
         chat = {"model": "ragq", "messages": [{"role": "user", "content": "And the fare?"}]}
         assert http.post("/v1/chat/completions", json=chat).status_code == 429
 
-        quotas.update(redis, tenant, {"tokens_per_month": None})
+        change(service, tenant, {"tokens_per_month": None})
         assert http.post("/v1/answers", json={"question": "Fare?"}).status_code == 202

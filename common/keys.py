@@ -160,3 +160,8 @@ def usage_month_key(tenant: str, month: str) -> str:
 def quota_key(tenant: str) -> str:
     """A tenant's quotas."""
     return f"{QUOTA_PREFIX}{tenant}"
+
+
+def groups_pending_key(tenant: str) -> str:
+    """The tenant's documents whose new access groups their chunks do not carry yet."""
+    return f"{PREFIX}:groups-pending:{tenant}"

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from common import conversation, prompt, usage
-from common.access import Access
+from common.access import ACCESS_GROUPS, Access, loads_groups
 from common.contract import EMBED_TASK, GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
+from common.keys import doc_key, groups_pending_key
 from common.schemas import (
     AnswerResult,
     Citation,
@@ -70,9 +71,27 @@ def search(
         filter=flt,
         fusion=fusion or settings.search_fusion,
         groups=groups,
+        hidden=hidden_documents(tenant, groups),
     )
     passages = [_citation(hit) for hit in hits]
     return reranker.rerank(query, passages)[:limit] if reranker else passages
+
+
+def hidden_documents(tenant: str, groups: list[str] | None) -> list[str]:
+    """Documents whose access groups changed, whose chunks do not carry the change yet, and whose
+    new groups the registry holds keep from a key of `groups` (None: an admin, who reads all)."""
+    if groups is None:
+        return []
+    redis = engines.job_store().redis
+    pending = sorted(redis.smembers(groups_pending_key(tenant)))  # type: ignore[arg-type]
+    if not pending:
+        return []
+    with redis.pipeline(transaction=False) as pipe:
+        for document_id in pending:
+            pipe.hget(doc_key(tenant, document_id), ACCESS_GROUPS)
+        found = pipe.execute()
+    reader = Access(False, tuple(groups))
+    return [d for d, raw in zip(pending, found, strict=True) if not reader.sees(loads_groups(raw))]
 
 
 def embed(query: str) -> list[float]:
@@ -112,8 +131,9 @@ def best_similarity(
     Fused hybrid scores are not comparable across queries; this one is, so it can be held
     against a fixed threshold.
     """
+    hidden = hidden_documents(tenant, groups)
     hits = engines.vector_store().search(
-        tenant, dense, 1, mode=SearchMode.DENSE, filter=flt, groups=groups
+        tenant, dense, 1, mode=SearchMode.DENSE, filter=flt, groups=groups, hidden=hidden
     )
     return hits[0].score if hits else None
 

@@ -36,7 +36,7 @@ from common.documents import (
     info_from_hash,
     version_snapshot,
 )
-from common.keys import batch_key, content_key, doc_key, listing_key
+from common.keys import batch_key, content_key, doc_key, groups_pending_key, listing_key
 from common.schemas import JobKind, JobStatus, Progress
 
 # KEYS: the tenant's content index. ARGV: the prefix of its document keys, the document id ('':
@@ -76,12 +76,14 @@ end
 return {total, page}
 """
 
-# Sets a document's groups (KEYS[1]; ARGV: groups JSON, now) unless it is gone or being
-# deleted meanwhile, so a change never leaves a half-written registry entry.
+# Sets a document's groups (KEYS[1]; ARGV: groups JSON, now, document id) unless it is gone or
+# being deleted meanwhile, so a change never leaves a half-written registry entry; and marks it
+# pending (KEYS[2]) until its chunks carry the groups, which searches hold against the registry.
 SET_GROUPS_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == 'deleting' then return 0 end
 redis.call('HSET', KEYS[1], 'access_groups', ARGV[1], 'updated_at', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
 return 1
 """
 
@@ -386,7 +388,10 @@ class DocumentService:
         key = doc_key(tenant, document_id)
 
         def write(pipe: Pipeline) -> None:
-            pipe.eval(SET_GROUPS_SCRIPT, 1, key, dumps_groups(checked), now_iso())
+            pending = groups_pending_key(tenant)
+            pipe.eval(
+                SET_GROUPS_SCRIPT, 2, key, pending, dumps_groups(checked), now_iso(), document_id
+            )
 
         job_id = await self.jobs.enqueue(
             GROUPS_TASK,

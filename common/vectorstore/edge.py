@@ -92,7 +92,7 @@ def _edge_fusion(fusion: SearchFusion) -> edge.Fusion:
 
 
 def _edge_query(search: plan.Search, fusion: SearchFusion) -> edge.QueryRequest:
-    flt = _edge_filter(search.conditions, plan.NOT_SEARCHABLE, search.groups)
+    flt = _edge_filter(search.conditions, search.excluded, search.groups)
     # IDF statistics over the chunks the key reads only, as if it had a collection of its own.
     corpus = _edge_filter(search.conditions[:1], groups=search.groups)
     params = edge.SearchParams(idf=edge.IdfParams(corpus=corpus))
@@ -210,10 +210,14 @@ class EdgeStore:
         filter: SearchFilter | None = None,
         fusion: SearchFusion = SearchFusion.DBSF,
         groups: Sequence[str] | None = None,
+        hidden: Sequence[str] = (),
     ) -> list[SearchHit]:
         """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter;
-        with `groups`, only ungrouped chunks and those of one of the groups."""
-        search = plan.search(tenant, vector, limit, document_ids, sparse, mode, filter, groups)
+        with `groups`, only ungrouped chunks and those of one of the groups; none of `hidden`
+        documents."""
+        search = plan.search(
+            tenant, vector, limit, document_ids, sparse, mode, filter, groups, hidden
+        )
         if search is None:
             return []
         return hits(self._opened().query(_edge_query(search, fusion)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from common.schemas import MetadataValue, SearchFilter, SearchMode
@@ -55,6 +55,8 @@ class Search:
     conditions: list[Condition]
     # Chunks of one of these groups, or ungrouped, only (None: every chunk of the tenant).
     groups: list[str] | None = None
+    # What no hit may match: staged chunks, and the documents the key may no longer read.
+    excluded: list[Condition] = field(default_factory=lambda: list(NOT_SEARCHABLE))
 
     @property
     def prefetch_limit(self) -> int:
@@ -71,8 +73,9 @@ def search(
     mode: SearchMode,
     flt: SearchFilter | None,
     groups: Sequence[str] | None = None,
+    hidden: Sequence[str] = (),
 ) -> Search | None:
-    """The search to run, or None when nothing can match."""
+    """The search to run, or None when nothing can match; `hidden` documents never match."""
     mode = SearchMode(mode)
     if vector is None and mode is not SearchMode.SPARSE:
         raise ValueError(f"a {mode} search needs a dense vector")
@@ -105,4 +108,5 @@ def search(
         limit=limit,
         conditions=conditions,
         groups=None if groups is None else list(groups),
+        excluded=[*NOT_SEARCHABLE, *([(DOCUMENT_ID, list(hidden))] if hidden else [])],
     )

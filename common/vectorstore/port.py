@@ -83,9 +83,11 @@ class VectorStore(Protocol):
         filter: SearchFilter | None = None,
         fusion: SearchFusion = SearchFusion.DBSF,
         groups: Sequence[str] | None = None,
+        hidden: Sequence[str] = (),
     ) -> list[SearchHit]:
         """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter;
-        with `groups`, only ungrouped chunks and those of one of the groups."""
+        with `groups`, only ungrouped chunks and those of one of the groups; none of `hidden`
+        documents."""
         ...
 
     def set_groups(

@@ -81,7 +81,7 @@ def _server_fusion(fusion: SearchFusion) -> models.Query:
 
 def _server_query(search: plan.Search, fusion: SearchFusion) -> dict[str, Any]:
     """Keyword arguments of `QdrantClient.query_points` for the search."""
-    flt = _server_filter(search.conditions, plan.NOT_SEARCHABLE, search.groups)
+    flt = _server_filter(search.conditions, search.excluded, search.groups)
     # IDF statistics over the chunks the key reads only, as if it had a collection of its own.
     corpus = _server_filter(search.conditions[:1], groups=search.groups)
     params = models.SearchParams(idf=models.IdfCorpusParams(corpus=corpus))
@@ -201,10 +201,14 @@ class ServerStore:
         filter: SearchFilter | None = None,
         fusion: SearchFusion = SearchFusion.DBSF,
         groups: Sequence[str] | None = None,
+        hidden: Sequence[str] = (),
     ) -> list[SearchHit]:
         """The tenant's best chunks by `mode` (hybrid merged by `fusion`) meeting every filter;
-        with `groups`, only ungrouped chunks and those of one of the groups."""
-        search = plan.search(tenant, vector, limit, document_ids, sparse, mode, filter, groups)
+        with `groups`, only ungrouped chunks and those of one of the groups; none of `hidden`
+        documents."""
+        search = plan.search(
+            tenant, vector, limit, document_ids, sparse, mode, filter, groups, hidden
+        )
         if search is None:
             return []
         with self._lock:

@@ -431,3 +431,34 @@ def test_a_change_during_an_ingest_reaches_the_new_version(keys: Keys) -> None:
     assert doc in {r["document_id"] for r in found}
     assert all("first edition" not in r["text"] for r in found)
     assert doc not in {r["document_id"] for r in search(keys.hr, "Zorblax turbine", "sparse")}
+
+
+def test_narrowing_groups_hides_a_document_before_its_chunks_change(
+    keys: Keys, service: Service
+) -> None:
+    from common.keys import document_lock_key, groups_pending_key
+
+    doc = ingest(keys.admin, "The Quillon foundry pours bronze at dusk.", None, "Foundry")
+    query = "Quillon foundry bronze"
+    assert doc in {r["document_id"] for r in search(keys.eng, query, "hybrid")}
+    redis = open_redis(service.redis_url)
+    # The access job waits for the document's lock, as it does behind a running ingest.
+    lock = document_lock_key(keys.tenant, doc)
+    assert redis.set(lock, "held by the test", px=60_000, nx=True)
+    try:
+        response = keys.admin.patch(f"/v1/documents/{doc}", json={"access_groups": ["hr"]})
+        assert response.status_code == 202, response.text
+        time.sleep(1)
+        assert keys.admin.get(f"/v1/jobs/{response.json()['job_id']}").json()["status"] != (
+            "succeeded"
+        )
+        # The chunks still carry no group, yet a key outside "hr" no longer finds them.
+        for mode in ("hybrid", "dense", "sparse"):
+            assert doc not in {r["document_id"] for r in search(keys.eng, query, mode)}
+        assert doc in {r["document_id"] for r in search(keys.hr, query, "hybrid")}
+        assert doc in {r["document_id"] for r in search(keys.admin, query, "hybrid")}
+    finally:
+        redis.delete(lock)
+    assert wait_job(keys.admin, response.json()["job_id"])["status"] == "succeeded"
+    assert doc not in {r["document_id"] for r in search(keys.eng, query, "hybrid")}
+    assert not redis.sismember(groups_pending_key(keys.tenant), doc)

@@ -175,7 +175,7 @@ def keys() -> None:
     """Create, list and revoke API keys (stored in Redis as SHA-256 hashes only)."""
 
 
-def _keys_redis() -> redis.Redis:
+def _service_redis() -> redis.Redis:
     """The Redis of the running service (or RAGQ_REDIS_URL), for the operator commands."""
     from common.apikeys import open_redis
 
@@ -183,7 +183,7 @@ def _keys_redis() -> redis.Redis:
     target = runtime.resolve(settings)
     if target.runtime is None and "redis_url" not in settings.model_fields_set:
         raise click.ClickException(
-            "no running `ragq up` to take the keys to (they live in its Redis): start it first, "
+            "no running `ragq up`, whose Redis holds the keys and quotas: start it first, "
             "or set RAGQ_REDIS_URL to the Redis the service uses"
         )
     return open_redis(target.redis_url)
@@ -212,7 +212,7 @@ def keys_create(tenant: str, groups: str, admin: bool) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tenant") from exc
     try:
-        key, info = create_key(_keys_redis(), tenant, admin=admin, groups=names)
+        key, info = create_key(_service_redis(), tenant, admin=admin, groups=names)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--groups") from exc
     except redis.RedisError as exc:
@@ -228,7 +228,7 @@ def keys_list() -> None:
     from common.apikeys import list_keys
 
     try:
-        found = list_keys(_keys_redis())
+        found = list_keys(_service_redis())
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot reach Redis: {exc}") from exc
     for info in found:
@@ -244,7 +244,7 @@ def keys_revoke(key_or_id: str) -> None:
     from common.apikeys import revoke_key
 
     try:
-        info = revoke_key(_keys_redis(), key_or_id)
+        info = revoke_key(_service_redis(), key_or_id)
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot reach Redis: {exc}") from exc
     if info is None:
@@ -277,7 +277,7 @@ def tenants_set_quota(
         changes = {name: _quota(v) for name, v in given.items() if v is not None}
         if not changes:
             raise click.UsageError("give --tokens-per-month, --documents or --chunks")
-        now = quotas.update(_keys_redis(), tenant, changes)
+        now = quotas.update(_service_redis(), tenant, changes)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     except redis.RedisError as exc:
@@ -292,7 +292,7 @@ def tenants_show(tenant: str) -> None:
     from common import quotas
 
     try:
-        _show_quotas(tenant, quotas.read(_keys_redis(), tenant))
+        _show_quotas(tenant, quotas.read(_service_redis(), tenant))
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot reach Redis: {exc}") from exc
 
@@ -301,7 +301,7 @@ def _show_quotas(tenant: str, limits: Quotas) -> None:
     from common import quotas, usage
 
     month = quotas.month_of(usage.today())
-    used = quotas.standing(_keys_redis(), tenant, month)
+    used = quotas.standing(_service_redis(), tenant, month)
     click.echo(f"tenant {tenant} (tokens counted for {month}, UTC)")
     for name in quotas.NAMES:
         limit = getattr(limits, name)

@@ -43,7 +43,15 @@ def targets(children: Mapping[str, subprocess.Popen[bytes]]) -> list[tuple[str, 
             found += [(f"{name} child", p) for p in main.children(recursive=True)]
         except psutil.NoSuchProcess:
             continue
-    return found
+    return [(name, p) for name, p in found if _alive(p)]
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Running, and not a zombie (killed, but not yet reaped by its parent)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def command_of(process: psutil.Process) -> str:

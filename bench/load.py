@@ -63,6 +63,7 @@ from loadcheck import (
     documents,
     drain,
     final,
+    in_flight,
     latency_s,
     snapshot,
     stored_chunks,
@@ -84,6 +85,7 @@ class Phase:
 
     chaos: bool
     seconds: float
+    started: float
     traffic: Traffic
     drain_s: float
     start: Snapshot
@@ -176,7 +178,7 @@ async def drive(
         warm = abstracts[: args.warmup_docs]
         await warm_up(admin, warm, claims)
         seconds = args.minutes * 60
-        started = time.monotonic()
+        started, started_epoch = time.monotonic(), time.time()
         start = snapshot(supervisor.children, supervisor.redis_url, 0.0)
         sampler = Sampler(supervisor.children, supervisor.redis_url, 30.0, started)
         sampler.start()
@@ -207,6 +209,7 @@ async def drive(
         return Phase(
             chaos,
             seconds,
+            started_epoch,
             traffic,
             drained,
             start,
@@ -285,6 +288,21 @@ def kind_rows(phase: Phase) -> list[dict[str, Any]]:
     return rows
 
 
+def minutes_p50(phase: Phase) -> list[float | None]:
+    """Succeeded answers' p50 latency by the minute they were sent: a rising line is a queue."""
+    by_minute: dict[int, list[float]] = {}
+    for job in phase.traffic.jobs:
+        if job.kind != "answer" or job.record is None:
+            continue
+        if job.record.status != JobStatus.SUCCEEDED or (s := latency_s(job)) is None:
+            continue
+        by_minute.setdefault(int((job.sent - phase.started) // 60), []).append(s)
+    return [
+        None if (v := quantile(by_minute.get(m, []), 0.5)) is None else round(v, 1)
+        for m in range(max(by_minute, default=-1) + 1)
+    ]
+
+
 def figures(phase: Phase) -> dict[str, Any]:
     """The phase's figures for the JSON line."""
     t = phase.traffic
@@ -331,6 +349,7 @@ def figures(phase: Phase) -> dict[str, Any]:
         "refusals": dict(refusals),
         "kills": len(phase.faults),
         "restarts": phase.restarts,
+        "answer_p50_s_by_minute": minutes_p50(phase),
         "drain_s": round(phase.drain_s, 1),
         "schedule_late_s": round(t.late_s, 3),
     }
@@ -369,9 +388,13 @@ def report(phase: Phase) -> dict[str, Any]:
         f"{chunks.missing_chunks} missing; {len(phase.docs)} documents"
     )
     print(f"memory after warm-up: Redis {phase.start.redis_mb} MB, RSS {phase.start.rss_mb}")
+    print("every 30 s: Redis MB, RSS MB, messages waiting per queue, jobs not final per kind")
     for s in phase.samples:
-        print(f"  {s.at_s:6.0f} s: Redis {s.redis_mb} MB, RSS {s.rss_mb}")
+        busy = in_flight(t.jobs, phase.started + s.at_s)
+        print(f"  {s.at_s:6.0f} s: Redis {s.redis_mb}, RSS {s.rss_mb}, {s.waiting}, {busy}")
     print(f"memory at the end:    Redis {phase.end.redis_mb} MB, RSS {phase.end.rss_mb}")
+    per_minute = minutes_p50(phase)
+    print(f"answers' p50 s by the minute they were sent: {per_minute}")
     if phase.faults:
         print(f"faults: {len(phase.faults)}; restarts by the supervisor: {phase.restarts}")
     for job in [j for j in t.jobs if not final(j)][:20]:

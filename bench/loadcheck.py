@@ -19,6 +19,7 @@ import redis
 from hooksink import Sink
 from loadmix import Job
 
+from common.contract import QUEUES
 from common.vectorstore import EdgeStore
 from ragq_client import AsyncClient, DocumentInfo, RagqError
 
@@ -170,11 +171,13 @@ def compare_chunks(docs: Iterable[DocumentInfo], stored: Mapping[str, int], tota
 
 @dataclass
 class Snapshot:
-    """Redis's used memory and each supervised process group's RSS (MB) at one moment."""
+    """Redis's used memory, each supervised process group's RSS (MB) and the messages waiting
+    in each queue at one moment (seconds into the phase)."""
 
     at_s: float
     redis_mb: float | None
     rss_mb: dict[str, float]
+    waiting: dict[str, int] = field(default_factory=dict)
 
 
 def snapshot(
@@ -192,14 +195,28 @@ def snapshot(
             continue
         rss[name] = round(total / 2**20, 1)
     used: float | None = None
+    waiting: dict[str, int] = {}
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
     try:
         used = round(int(client.info("memory")["used_memory"]) / 2**20, 2)
+        waiting = {q: int(client.llen(q)) for q in QUEUES}  # type: ignore[arg-type]
     except redis.RedisError:
         pass
     finally:
         client.close()
-    return Snapshot(round(at_s, 1), used, rss)
+    return Snapshot(round(at_s, 1), used, rss, waiting)
+
+
+def in_flight(jobs: Iterable[Job], at: float) -> dict[str, int]:
+    """Jobs of each kind sent but not final at epoch second `at` (from their final records)."""
+    counts: dict[str, int] = {}
+    for job in jobs:
+        if job.sent > at:
+            continue
+        end = latency_s(job)
+        if end is None or job.sent + end > at:
+            counts[job.kind] = counts.get(job.kind, 0) + 1
+    return counts
 
 
 class Sampler:

@@ -86,6 +86,7 @@ class Phase:
     chaos: bool
     seconds: float
     started: float
+    load_avg: tuple[float, float]
     traffic: Traffic
     drain_s: float
     start: Snapshot
@@ -179,6 +180,7 @@ async def drive(
         await warm_up(admin, warm, claims)
         seconds = args.minutes * 60
         started, started_epoch = time.monotonic(), time.time()
+        load_before = os.getloadavg()[0]
         start = snapshot(supervisor.children, supervisor.redis_url, 0.0)
         sampler = Sampler(supervisor.children, supervisor.redis_url, 30.0, started)
         sampler.start()
@@ -210,6 +212,7 @@ async def drive(
             chaos,
             seconds,
             started_epoch,
+            (load_before, os.getloadavg()[0]),
             traffic,
             drained,
             start,
@@ -351,6 +354,7 @@ def figures(phase: Phase) -> dict[str, Any]:
         "restarts": phase.restarts,
         "answer_p50_s_by_minute": minutes_p50(phase),
         "drain_s": round(phase.drain_s, 1),
+        "load_avg": [round(v, 2) for v in phase.load_avg],
         "schedule_late_s": round(t.late_s, 3),
     }
 
@@ -358,7 +362,11 @@ def figures(phase: Phase) -> dict[str, Any]:
 def report(phase: Phase) -> dict[str, Any]:
     """Print the phase's tables and problems; its figures."""
     title = "with faults" if phase.chaos else "without faults"
-    print(f"\n== {title}: {phase.seconds / 60:g} min, drained in {phase.drain_s:.0f} s")
+    before, after = phase.load_avg
+    print(
+        f"\n== {title}: {phase.seconds / 60:g} min, drained in {phase.drain_s:.0f} s; "
+        f"load average {before:.1f} at the start, {after:.1f} at the end"
+    )
     print("| kind | sent | jobs / done | per s | p50 s | p95 s | p99 s | statuses | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in kind_rows(phase):

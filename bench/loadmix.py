@@ -24,6 +24,7 @@ import httpx
 
 from ragq_client import AsyncClient, DoneEvent, JobRecord, RagqError, RetryPolicy, TokenEvent
 from ragq_client.errors import ApiError
+from ragq_client.retry import RETRIED_CODES, RETRIED_STATUSES
 
 JOB_KINDS = ("document", "update", "batch", "answer")
 KINDS = (*JOB_KINDS, "search")
@@ -37,7 +38,7 @@ class Mix:
     batches: float = 0.05
     batch_files: int = 5
     searches: float = 1.0
-    answers: float = 0.5
+    answers: float = 0.3
     update_share: float = 0.1
     cancel_share: float = 0.1
     webhook_share: float = 0.2
@@ -63,13 +64,15 @@ class Job:
 
 @dataclass(frozen=True)
 class CountingRetry(RetryPolicy):
-    """The client's retry policy, counting every refusal it retried or gave up on, by code."""
+    """The client's retry policy, counting by code every refusal (an answer the client retries:
+    429, 502, 503, a request with the same key in progress) and every connection error."""
 
     refusals: Counter[str] = field(default_factory=Counter, compare=False, hash=False)
 
     def after_status(self, error: ApiError, attempt: int) -> float | None:
-        """Count the refusal, then decide as the client does."""
-        self.refusals[f"{error.status} {error.code}"] += 1
+        """Count a refusal, then decide as the client does."""
+        if error.status in RETRIED_STATUSES or error.code in RETRIED_CODES:
+            self.refusals[f"{error.status} {error.code}"] += 1
         return super().after_status(error, attempt)
 
     def after_error(self, error: httpx.TransportError, attempt: int, resend: bool) -> float | None:

@@ -56,13 +56,13 @@ def test_quantile_is_the_nearest_rank() -> None:
     assert loadmix.quantile([], 0.5) is None
 
 
-def test_counting_retry_counts_refusals_and_decides_as_the_client() -> None:
+def test_counting_retry_counts_retried_refusals_and_decides_as_the_client() -> None:
     policy = loadmix.CountingRetry(attempts=3)
     full = ApiError(429, "queue_full", "full", {"retry-after": "5"})
     assert policy.after_status(full, 1) == 5.0
     assert policy.after_status(ApiError(404, "job_not_found", "no"), 1) is None
     assert policy.after_status(full, 3) is None
-    assert policy.refusals == Counter({"429 queue_full": 2, "404 job_not_found": 1})
+    assert policy.refusals == Counter({"429 queue_full": 2})  # a 404 is no refusal
 
 
 def _signed(msg_id: str, record: dict[str, object], secret: str = SECRET) -> tuple[bytes, dict]:
@@ -223,3 +223,19 @@ def test_chaos_kills_redis_and_times_its_return(tmp_path: Path) -> None:
         for proc in [server, *restarted]:
             proc.kill()
             proc.wait(10)
+
+
+def test_in_flight_counts_jobs_sent_and_not_yet_final_at_a_moment() -> None:
+    def job(kind: str, sent: float, finished: str | None) -> loadmix.Job:
+        record = _record("j", "succeeded" if finished else "running")
+        record["finished_at"] = finished
+        return loadmix.Job("j", kind, sent, False, record=JobRecord.model_validate(record))
+
+    at = datetime(2026, 12, 4, 0, 0, 10, tzinfo=UTC).timestamp()
+    jobs = [
+        job("answer", at - 5, "2026-12-04T00:00:20+00:00"),  # running at `at`
+        job("answer", at - 5, "2026-12-04T00:00:09+00:00"),  # done before
+        job("answer", at + 1, None),  # not sent yet
+        job("document", at - 1, None),  # never finished
+    ]
+    assert loadcheck.in_flight(jobs, at) == {"answer": 1, "document": 1}

@@ -8,10 +8,11 @@ DIR (or RAGQ_BENCH_DATA) is a BEIR folder such as SciFact. Each phase starts a f
 cpu and llm workers and the API, each restarted when it dies), a local webhook receiver, and
 ingests `--warmup-docs` abstracts and asks two questions before it measures memory. Then, for
 `--minutes`, each kind of request arrives on its own seeded Poisson schedule whatever the
-latency (see bench/loadmix.py): text uploads of SciFact abstracts (a share are new versions of an
-earlier one), batch uploads, searches, answers (RAGQ_LLM_MAX_TOKENS=--max-tokens, 32 by default;
-RAGQ_MIN_RELEVANCE=0 so every answer reaches the model; a share streamed for the time to first
-token, a share cancelled 0-5 s after they were accepted) and webhooks on a share of the jobs.
+latency (see bench/loadmix.py); the defaults, which two shared cores sustain (README, *Load with
+faults*): 0.5 text uploads/s of SciFact abstracts (10 % are new versions of an earlier one),
+0.05 batch uploads/s of 5 files, 1 search/s, 0.3 answers/s (RAGQ_LLM_MAX_TOKENS=--max-tokens,
+32; RAGQ_MIN_RELEVANCE=0 so every answer reaches the model; all streamed for the time to first
+token, 10 % cancelled 0-5 s after they were accepted), and webhooks on 20 % of the jobs.
 The client (`ragq_client.AsyncClient`) retries 429, 503 and connection errors with idempotency
 keys; every refusal is counted by code. The per-tenant rate limit is off; backpressure is not.
 

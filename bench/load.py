@@ -203,9 +203,13 @@ async def drive(
         await traffic.run(seconds)
         if killer is not None:
             killer.join()
-        await traffic.settle(30)
         print(f"sent; {len(traffic.jobs)} jobs; draining (at most {args.drain_s:.0f} s)")
-        drained = await drain(admin, traffic.jobs, sink, args.drain_s)
+        sent = time.monotonic()
+        # Streams end with their jobs: their first tokens count even when they come late.
+        await traffic.settle(args.drain_s)
+        left = max(0.0, args.drain_s - (time.monotonic() - sent))
+        await drain(admin, traffic.jobs, sink, left)
+        drained = time.monotonic() - sent
         sampler.join()
         end = snapshot(supervisor.children, supervisor.redis_url, time.monotonic() - started)
         docs = await documents(admin)

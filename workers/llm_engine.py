@@ -9,8 +9,11 @@ vLLM's continuous batching sees every in-flight request together. The same code 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import queue
+import sys
 import threading
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
@@ -18,6 +21,8 @@ from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, TypeVar
+
+import psutil
 
 from common.models import llm_model_path
 from common.settings import Settings
@@ -30,6 +35,14 @@ OPENMP_VARIABLES = ("VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS", "LD_PRELOAD"
 # Seconds the engine process has to exit after SIGTERM when the worker stops (its tasks have
 # ended by then), before it is killed; vLLM's default, 5 s, was most of an idle worker's stop.
 ENGINE_STOP_S = 2.0
+
+# A worker whose engine process died cannot answer again: it exits with this status, so that its
+# supervisor (`ragq up`, or the container's restart policy) starts a new one, and the reconciler
+# hands the jobs it held to that one. Staying up, it would fail every answer it took.
+ENGINE_DEAD_EXIT = 70
+ENGINE_WATCH_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 def fork_env(environ: Mapping[str, str], cpus: list[int] | None = None) -> dict[str, str]:
@@ -125,7 +138,9 @@ class LLMEngine:
             target=self._loop.run_forever, name="vllm-engine-loop", daemon=True
         )
         self._thread.start()
+        self._stopping = False
         self._engine = self._call(self._create())
+        asyncio.run_coroutine_threadsafe(self._watch(), self._loop)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -182,6 +197,7 @@ class LLMEngine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError
 
         params = SamplingParams(
             max_tokens=max_tokens,
@@ -207,7 +223,27 @@ class LLMEngine:
                     )
                 )
         except BaseException as exc:  # handed to the waiting task thread, which re-raises it
+            # Before the task could fail its job with the engine's error.
+            self._exit_if_dead(isinstance(exc, EngineDeadError))
             generation.deltas.put(exc)
+
+    async def _watch(self) -> None:
+        """Notice an engine process that died while no request was in flight."""
+        while True:
+            self._exit_if_dead()
+            await asyncio.sleep(ENGINE_WATCH_S)
+
+    def _exit_if_dead(self, dead: bool = False) -> None:
+        """End the process at once if its engine died (not when we stop it ourselves)."""
+        if self._stopping or not (dead or self._engine.errored):
+            return
+        log.critical("vLLM's engine process died: the worker exits to be started again")
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()  # whatever the engine left behind
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(ENGINE_DEAD_EXIT)
 
     def abort(self, request_id: str) -> None:
         """Abort a request by id (no-op if it already finished)."""
@@ -215,6 +251,7 @@ class LLMEngine:
 
     def shutdown(self) -> None:
         """Stop the engine and its loop."""
+        self._stopping = True
         self._engine.shutdown(timeout=ENGINE_STOP_S)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from cli.supervisor import Supervisor, free_port, redis_answers, running
@@ -195,6 +196,45 @@ def test_sigkilled_llm_worker_mid_answer_still_answers(faulty: Faulty) -> None:
     assert now["answers"] - counted["answers"] == 1
     assert now["prompt_tokens"] - counted["prompt_tokens"] == usage["prompt_tokens"]
     assert now["completion_tokens"] - counted["completion_tokens"] == usage["completion_tokens"]
+
+
+def test_killed_engine_process_mid_answer_restarts_the_llm_worker_and_still_answers(
+    faulty: Faulty,
+) -> None:
+    """An llm worker whose vLLM engine process died exits to be restarted, instead of failing
+    every answer it takes; the answer it held runs again on the new one."""
+    http = faulty.http
+    ingested = http.post("/v1/documents", json={"text": LIGHTHOUSE, "title": "Quarnelle"})
+    assert wait_job(http, ingested.json()["job_id"])["status"] == "succeeded"
+    question = "Describe in detail everything the passages say about the Quarnelle lighthouse."
+    response = http.post("/v1/answers", json={"question": question})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+
+    def generating() -> bool:
+        record = http.get(f"/v1/jobs/{job_id}").json()
+        assert record["status"] in ("queued", "running"), record
+        return str(record.get("worker") or "").startswith("llm@")
+
+    wait_for(generating, 240, "the llm worker to take the answer")
+    before = faulty.pid("llm-worker")
+    restarts = faulty.supervisor.restarts.get("llm-worker", 0)
+    engines = [
+        p
+        for p in psutil.Process(before).children(recursive=True)
+        if "EngineCore" in " ".join(p.cmdline())
+    ]
+    assert len(engines) == 1, engines
+    engines[0].kill()
+
+    record = wait_job(http, job_id, timeout=280)
+    assert record["status"] == "succeeded", record
+    assert record["result"]["answer"].strip()
+    assert record["attempts"] == 2
+    assert faulty.pid("llm-worker") != before
+    assert faulty.supervisor.restarts["llm-worker"] == restarts + 1
+    log = (faulty.supervisor.logs / "llm-worker.log").read_text(errors="replace")
+    assert "engine process died" in log
 
 
 def test_twenty_queued_jobs_survive_a_redis_restart(faulty: Faulty) -> None:

@@ -179,7 +179,7 @@ USAGE_COLUMNS = (
     ("searches", "searches"),
     ("documents", "documents"),
     ("chunks", "chunks_embedded"),
-    ("MB in", "bytes_ingested"),
+    ("ingested", "bytes_ingested"),
     ("webhooks", "webhook_deliveries"),
 )
 
@@ -188,7 +188,11 @@ def _cell(name: str, value: int) -> str:
     if name == "engine_ms":
         return f"{value / 1000:.1f}"
     if name == "bytes_ingested":
-        return f"{value / 1e6:.2f}"
+        size = float(value)
+        for unit in ("B", "KB", "MB", "GB"):
+            if size < 1000 or unit == "GB":
+                return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            size /= 1000
     return str(value)
 
 

@@ -52,6 +52,25 @@ VERSION_FIELDS = (
     "size_bytes",
 )
 
+# KEYS: a tenant's document listing. ARGV: the prefix of its document keys. Returns the chunks of
+# its ready documents, summed where the registry keeps them: one round trip for the API and the
+# CLI alike. The document keys are built from the listing, so they cannot be declared in KEYS:
+# ragq runs on one Redis, never a cluster.
+CHUNKS_STORED_SCRIPT = """
+local total = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local status, chunks = unpack(redis.call('HMGET', ARGV[1] .. id, 'status', 'chunks'))
+  if status == 'ready' then total = total + (tonumber(chunks) or 0) end
+end
+return total
+"""
+
+
+def chunks_stored_args(tenant: str) -> tuple[str, int, str, str]:
+    """The `eval` arguments of CHUNKS_STORED_SCRIPT for a tenant."""
+    return CHUNKS_STORED_SCRIPT, 1, listing_key(tenant), doc_key(tenant, "")
+
+
 # Settles a document whose latest request (ARGV[1]) ended without completing: the live version
 # comes back (with ARGV[3], the error code, if the request failed); with none, a failed request
 # leaves a `failed` document (its content still maps to it, so sending the same bytes again

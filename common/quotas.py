@@ -66,14 +66,16 @@ def update(client: redis.Redis, tenant: str, changes: Mapping[str, int | None]) 
 
 def standing(client: redis.Redis, tenant: str, month: str) -> dict[str, int]:
     """What a tenant uses now against each quota: tokens this month, documents, chunks stored."""
-    from common.documents import DocumentStatus
-    from common.keys import doc_key, listing_key, usage_month_key
+    from common.documents import chunks_stored_args
+    from common.keys import listing_key, usage_month_key
 
-    ids: list[str] = client.zrange(listing_key(tenant), 0, -1)  # type: ignore[assignment]
     with client.pipeline(transaction=False) as pipe:
-        for document_id in ids:
-            pipe.hmget(doc_key(tenant, document_id), ["status", "chunks"])
         pipe.get(usage_month_key(tenant, month))
-        *found, tokens = pipe.execute()
-    chunks = sum(int(n or 0) for status, n in found if status == DocumentStatus.READY)
-    return {"tokens_per_month": int(tokens or 0), "documents": len(ids), "chunks": chunks}
+        pipe.zcard(listing_key(tenant))
+        pipe.eval(*chunks_stored_args(tenant))
+        tokens, documents, chunks = pipe.execute()
+    return {
+        "tokens_per_month": int(tokens or 0),
+        "documents": int(documents),
+        "chunks": int(chunks),
+    }

@@ -9,12 +9,11 @@ import redis.asyncio as aioredis
 from api.errors import ApiError
 from api.schemas import UsageCounters, UsageGroup, UsageOut, UsageRow
 from common import usage
-from common.documents import DocumentStatus
-from common.keys import doc_key, listing_key, usage_key, usage_keys_key
+from common.documents import chunks_stored_args
+from common.keys import usage_key, usage_keys_key
 
 MAX_DAYS = 366
 DEFAULT_DAYS = 30
-PAGE = 1000
 
 
 def day_range(start: str | None, end: str | None) -> tuple[dt.date, dt.date]:
@@ -92,12 +91,4 @@ class UsageService:
 
 async def chunks_stored(redis: aioredis.Redis, tenant: str) -> int:
     """How many chunks the tenant's ready documents have now (from the registry)."""
-    total, offset = 0, 0
-    while ids := await redis.zrange(listing_key(tenant), offset, offset + PAGE - 1):
-        async with redis.pipeline(transaction=False) as pipe:
-            for document_id in ids:
-                pipe.hmget(doc_key(tenant, document_id), ["status", "chunks"])
-            found = await pipe.execute()
-        total += sum(int(chunks or 0) for status, chunks in found if status == DocumentStatus.READY)
-        offset += PAGE
-    return total
+    return int(await redis.eval(*chunks_stored_args(tenant)))  # type: ignore[misc]

@@ -166,15 +166,14 @@ def test_sigterm_hands_back_a_task_longer_than_the_grace(faulty: Faulty) -> None
     assert record["result"]["chunks"] == record["progress"]["total"]
 
 
-def test_sigkilled_llm_worker_mid_answer_still_answers(faulty: Faulty) -> None:
-    http = faulty.http
+def answer_being_generated(http: httpx.Client) -> str:
+    """Ingest a document, ask a long answer about it; its job id once the llm worker has it."""
     ingested = http.post("/v1/documents", json={"text": LIGHTHOUSE, "title": "Quarnelle"})
     assert wait_job(http, ingested.json()["job_id"])["status"] == "succeeded"
     question = "Describe in detail everything the passages say about the Quarnelle lighthouse."
-    counted = http.get("/v1/usage").json()["total"]
     response = http.post("/v1/answers", json={"question": question})
     assert response.status_code == 202, response.text
-    job_id = response.json()["job_id"]
+    job_id = str(response.json()["job_id"])
 
     def generating() -> bool:
         record = http.get(f"/v1/jobs/{job_id}").json()
@@ -182,6 +181,13 @@ def test_sigkilled_llm_worker_mid_answer_still_answers(faulty: Faulty) -> None:
         return str(record.get("worker") or "").startswith("llm@")
 
     wait_for(generating, 240, "the llm worker to take the answer")
+    return job_id
+
+
+def test_sigkilled_llm_worker_mid_answer_still_answers(faulty: Faulty) -> None:
+    http = faulty.http
+    counted = http.get("/v1/usage").json()["total"]
+    job_id = answer_being_generated(http)
     before = faulty.pid("llm-worker")
     os.kill(before, signal.SIGKILL)
 
@@ -204,19 +210,7 @@ def test_killed_engine_process_mid_answer_restarts_the_llm_worker_and_still_answ
     """An llm worker whose vLLM engine process died exits to be restarted, instead of failing
     every answer it takes; the answer it held runs again on the new one."""
     http = faulty.http
-    ingested = http.post("/v1/documents", json={"text": LIGHTHOUSE, "title": "Quarnelle"})
-    assert wait_job(http, ingested.json()["job_id"])["status"] == "succeeded"
-    question = "Describe in detail everything the passages say about the Quarnelle lighthouse."
-    response = http.post("/v1/answers", json={"question": question})
-    assert response.status_code == 202, response.text
-    job_id = response.json()["job_id"]
-
-    def generating() -> bool:
-        record = http.get(f"/v1/jobs/{job_id}").json()
-        assert record["status"] in ("queued", "running"), record
-        return str(record.get("worker") or "").startswith("llm@")
-
-    wait_for(generating, 240, "the llm worker to take the answer")
+    job_id = answer_being_generated(http)
     before = faulty.pid("llm-worker")
     restarts = faulty.supervisor.restarts.get("llm-worker", 0)
     engines = [

@@ -33,8 +33,8 @@ def consumed_queues(worker: Any) -> list[str]:
 
 @signals.worker_init.connect
 def load_engines(sender: Any, **_: Any) -> None:
-    """Load the models this worker's queues need before it takes its first task, telling
-    `ragq up` (through Redis) which step it is on."""
+    """Re-enqueue the jobs this worker's previous process held, then load the models its queues
+    need before it takes its first task, telling `ragq up` (through Redis) which step it is on."""
     queues = set(consumed_queues(sender))
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url)
@@ -45,6 +45,13 @@ def load_engines(sender: Any, **_: Any) -> None:
         except redis.RedisError as exc:
             log.warning("could not record the start-up step: %s", exc)
 
+    try:
+        handover = reconciler.Reconciler(engines.job_store(), sender.app, settings)
+        outcome = handover.release_predecessor(sender.hostname)
+        if outcome.requeued or outcome.failed:
+            log.info("jobs of this worker's previous process: %s", outcome)
+    except redis.RedisError as exc:
+        log.warning("could not hand over the previous process's jobs: %s", exc)
     if queues & {INGEST_QUEUE, QUERY_QUEUE}:
         step("loading the embedding model")
         engines.embedder()

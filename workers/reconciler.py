@@ -412,6 +412,10 @@ class Reconciler:
         if now - first < 3 * self.settings.worker_heartbeat_s:
             return
         self._suspects.pop(job_id, None)
+        self._hand_over(job_id, raw, holder, outcome)
+
+    def _hand_over(self, job_id: str, raw: dict[str, str], holder: str, outcome: Outcome) -> None:
+        """Re-enqueue a job whose holder is gone, or fail it as poison after too many losses."""
         attempts = int(raw.get("attempts", 0))
         if attempts >= self.settings.max_attempts:
             message = f"the job's worker was lost {attempts} times"
@@ -421,6 +425,26 @@ class Reconciler:
             return
         log.warning("job %s: worker %s is gone; re-enqueued", job_id, raw.get("worker"))
         self._send(job_id, raw, outcome)
+
+    def release_predecessor(self, hostname: str) -> Outcome:
+        """Hand over at once the jobs held under `hostname` by another process than this one.
+
+        Called as a worker starts, before it consumes: a hostname names one worker process at a
+        time (Celery requires unique node names), so another instance under it is a process of
+        this worker that died, and the restarted one need not wait for its heartbeat to lapse.
+        """
+        outcome = Outcome()
+        ids: list[str] = self.redis.zrange(HELD_JOBS_KEY, 0, -1)  # type: ignore[assignment]
+        for job_id, raw in self._records(ids):
+            holder = raw.get("worker_instance", "")
+            if (
+                raw.get("status") == JobStatus.RUNNING
+                and raw.get("worker") == hostname
+                and holder
+                and holder != self.store.instance
+            ):
+                self._hand_over(job_id, raw, holder, outcome)
+        return outcome
 
     def _fail(
         self, job_id: str, raw: dict[str, str], code: str, message: str, outcome: Outcome

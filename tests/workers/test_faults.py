@@ -16,8 +16,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import redis
 
 from cli.supervisor import Supervisor, free_port, redis_answers, running
+from common.keys import RECONCILER_LEASE_KEY
 from common.settings import Settings
 from tests.helpers import wait_job
 
@@ -185,13 +187,20 @@ def answer_being_generated(http: httpx.Client) -> str:
 
 
 def test_sigkilled_llm_worker_mid_answer_still_answers(faulty: Faulty) -> None:
+    """With no reconciler pass (its lease held here), the restarted worker hands the answer
+    over as it starts, not after its dead predecessor's heartbeat lapsed."""
     http = faulty.http
     counted = http.get("/v1/usage").json()["total"]
     job_id = answer_being_generated(http)
     before = faulty.pid("llm-worker")
-    os.kill(before, signal.SIGKILL)
-
-    record = wait_job(http, job_id, timeout=280)
+    client = redis.Redis.from_url(faulty.supervisor.redis_url)
+    client.set(RECONCILER_LEASE_KEY, "test", px=600_000)
+    try:
+        os.kill(before, signal.SIGKILL)
+        record = wait_job(http, job_id, timeout=280)
+    finally:
+        client.delete(RECONCILER_LEASE_KEY)
+        client.close()
     assert record["status"] == "succeeded", record
     assert record["result"]["answer"].strip()
     assert record["attempts"] == 2

@@ -164,6 +164,33 @@ def test_a_job_held_by_a_restarted_worker_is_released_and_sent_again(
     assert reconciler.run_once().requeued == []
 
 
+def test_a_restarting_worker_hands_over_its_previous_process_jobs_at_once(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    """Before its predecessor's heartbeat lapses: only that hostname's jobs of other instances."""
+    dead = JobStore(url, 600, settings.max_attempts, instance="old")
+    mine, elsewhere, finished = create(url), create(url), create(url)
+    assert dead.start(mine, "cpu@h") and dead.start(finished, "cpu@h")
+    assert dead.finish(finished, JobStatus.SUCCEEDED, result={})
+    other = JobStore(url, 600, settings.max_attempts, instance="o")
+    assert other.start(elsewhere, "cpu@other")
+    announce(dead, "cpu@h", "old", (mine,))  # its last heartbeat still shows it alive
+    _, reconciler = make(settings, celery, instance="new")
+
+    outcome = reconciler.release_predecessor("cpu@h")
+
+    assert outcome.requeued == [mine] and outcome.failed == []
+    assert waiting_job_ids(dead.redis) == {mine}
+    record = dead.raw(mine)
+    assert record["status"] == JobStatus.RUNNING and record["worker_instance"] == ""
+    assert dead.raw(elsewhere)["worker_instance"] == "o"
+    # Its own jobs, and a second start, hand over nothing more.
+    assert reconciler.release_predecessor("cpu@h").requeued == []
+    fresh = JobStore(url, 600, settings.max_attempts, instance="new")
+    assert fresh.start(mine, "cpu@h")
+    assert reconciler.release_predecessor("cpu@h").requeued == []
+
+
 def test_a_job_its_live_worker_no_longer_runs_is_sent_again(
     url: str, settings: Settings, celery: Celery
 ) -> None:

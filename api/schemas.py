@@ -102,6 +102,12 @@ class AnswerIn(RequestModel):
         "`attribution` (each sentence to the passages that support it) or `both` "
         "(default: RAGQ_CITATION_MODE).",
     )
+    quote: bool | None = Field(
+        default=None,
+        description="Open the answer with the passage sentence that best answers the question, "
+        "quoted word for word with its [n] marker (the model chooses which; default: "
+        "RAGQ_ANSWER_QUOTE).",
+    )
 
 
 class SearchIn(RequestModel):

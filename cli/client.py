@@ -134,14 +134,19 @@ def reindex(http: Client, document_ids: Iterable[str], poll_s: float = 0.5) -> i
 
 
 def ask(
-    http: Client, question: str, top_k: int, mode: str | None = None, as_json: bool = False
+    http: Client,
+    question: str,
+    top_k: int,
+    mode: str | None = None,
+    as_json: bool = False,
+    quote: bool | None = None,
 ) -> int:
     """Ask a question, print the answer as it streams, then its numbered sources.
 
     With `as_json`, print only the final job record, as one JSON document, when it is done.
     """
     out = sys.stdout
-    stream = http.ask(question, top_k=top_k, mode=mode, stream=True)
+    stream = http.ask(question, top_k=top_k, mode=mode, quote=quote, stream=True)
     for event in stream:
         if isinstance(event, TokenEvent) and not as_json:
             out.write(event.text)

@@ -369,16 +369,22 @@ def reindex(document_ids: tuple[str, ...], everything: bool) -> None:
     help="How passages are retrieved (default: the server's RAGQ_SEARCH_MODE).",
 )
 @click.option(
+    "--quote/--no-quote",
+    default=None,
+    help="Open the answer with the passage sentence that answers it, quoted word for word "
+    "(default: the server's RAGQ_ANSWER_QUOTE).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
     help="Print the final job record as JSON on stdout instead of streaming (for scripts).",
 )
-def ask(question: str, top_k: int, mode: str | None, as_json: bool) -> None:
+def ask(question: str, top_k: int, mode: str | None, quote: bool | None, as_json: bool) -> None:
     """Ask a question; the answer streams, then its numbered sources (all on stdout)."""
     from cli import client
 
-    _exit_with(lambda http: client.ask(http, question, top_k, mode, as_json=as_json))
+    _exit_with(lambda http: client.ask(http, question, top_k, mode, as_json=as_json, quote=quote))
 
 
 @main.command()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from common.attribution import sentences
 from common.citations import strip_markers
 from common.conversation import Turn
 from common.schemas import Citation
@@ -16,6 +17,46 @@ SYSTEM = (
     "If the passages do not contain the answer, say that you do not know."
 )
 PASSAGE_TOKEN_CAP = 384
+QUOTE_INSTRUCTION = (
+    "Begin your answer with the one sentence of the passages that best answers the question, "
+    'copied exactly, in double quotes, followed by its passage number, like "..." [2]. '
+    "Then answer the question in your own words."
+)
+# A quoted sentence may take at most this many characters per token of the answer's budget
+# (about three quarters of it, at four characters a token), so that an answer is more than a quote.
+QUOTE_CHARS_PER_TOKEN = 3
+
+
+def quoting(record: Mapping[str, str]) -> bool:
+    """Whether an answer job's answer opens with a quote: its `quote` field, else the setting."""
+    value = record.get("quote")
+    return get_settings().answer_quote if not value else value == "True"
+
+
+def quote_grammar(passages: Sequence[Citation], max_tokens: int) -> str | None:
+    """An EBNF grammar (vLLM's structured outputs) for an answer that opens with one sentence of
+    the passages word for word, in double quotes with its [n] marker, then any text; None when
+    no sentence fits the answer's budget."""
+    limit = QUOTE_CHARS_PER_TOKEN * max_tokens
+    choices = dict.fromkeys(
+        f'{s.text}" [{n}]'
+        for n, p in enumerate(passages, start=1)
+        for s in sentences(p.text)
+        if len(s.text) <= limit
+    )
+    if not choices:
+        return None
+    quotes = " | ".join(f'"{_ebnf(c)}"' for c in choices)
+    return f'root ::= "\\"" quote rest\nquote ::= {quotes}\nrest ::= [^\\x00]*\n'
+
+
+def _ebnf(text: str) -> str:
+    # An EBNF string literal: backslash, quote and control characters escaped.
+    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return "".join(
+        escapes.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
+        for ch in text
+    )
 
 
 def prefill(passages: Sequence[Citation]) -> str:
@@ -29,6 +70,7 @@ def messages(
     passages: Sequence[Citation],
     history: Sequence[Turn] = (),
     instructions: str = "",
+    quote: bool = False,
 ) -> list[dict[str, str]]:
     """Chat messages: instruction, earlier turns, then the numbered passages, the question and
     how to answer it.
@@ -40,8 +82,8 @@ def messages(
         for n, p in enumerate(passages, start=1)
     )
     # Last in the user's message, nearest the answer: a small model heeds it there (measured).
-    instruction = get_settings().answer_instruction
-    after = f"\n\n{instruction}" if instruction else ""
+    said = [get_settings().answer_instruction, QUOTE_INSTRUCTION if quote else ""]
+    after = "".join(f"\n\n{text}" for text in said if text)
     user = f"Passages:\n\n{numbered}\n\nQuestion: {question}{after}" if passages else question
     system = f"{SYSTEM}\n\n{instructions}" if instructions else SYSTEM
     earlier = [
@@ -71,6 +113,7 @@ def render(
     max_tokens: int,
     history: Sequence[Turn] = (),
     instructions: str = "",
+    quote: bool = False,
 ) -> tuple[list[int], list[Citation]]:
     """Prompt token ids that leave room for the answer, and the passages that fit in it.
 
@@ -82,7 +125,7 @@ def render(
     turns = list(history)
     while True:
         text = tokenizer.apply_chat_template(
-            messages(question, kept, turns, instructions),
+            messages(question, kept, turns, instructions, quote),
             add_generation_prompt=True,
             tokenize=False,
         ) + prefill(kept)

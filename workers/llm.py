@@ -148,14 +148,15 @@ def generate(
         sampling.pop("max_tokens", None) or settings.llm_max_tokens, settings.llm_max_tokens
     )
     temperature = sampling.pop("temperature", None)
+    passages = [Citation.model_validate(c) for c in citations]
     generation = engines.llm().submit(
         request_id,
         prompt_ids,
         max_tokens,
         settings.llm_temperature if temperature is None else temperature,
         sampling,
+        prompt.quote_grammar(passages, max_tokens) if prompt.quoting(raw) else None,
     )
-    passages = [Citation.model_validate(c) for c in citations]
     # The answer's start that the prompt wrote for the model (the same rule as the prompt's).
     start = prompt.prefill(passages)
     streamer = Streamer(

@@ -174,14 +174,18 @@ class LLMEngine:
         max_tokens: int,
         temperature: float,
         options: dict[str, Any] | None = None,
+        grammar: str | None = None,
     ) -> Generation:
         """Start generating for a tokenized prompt; deltas arrive on the returned Generation.
 
-        `options` are more SamplingParams (`top_p`, `stop`, `seed`).
+        `options` are more SamplingParams (`top_p`, `stop`, `seed`); `grammar`, an EBNF grammar
+        the text must follow (vLLM's structured outputs).
         """
         generation = Generation(self, request_id)
         asyncio.run_coroutine_threadsafe(
-            self._pump(generation, prompt_token_ids, max_tokens, temperature, options or {}),
+            self._pump(
+                generation, prompt_token_ids, max_tokens, temperature, options or {}, grammar
+            ),
             self._loop,
         )
         return generation
@@ -193,10 +197,11 @@ class LLMEngine:
         max_tokens: int,
         temperature: float,
         options: dict[str, Any],
+        grammar: str | None,
     ) -> None:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
         from vllm.v1.engine.exceptions import EngineDeadError
 
         params = SamplingParams(
@@ -205,6 +210,7 @@ class LLMEngine:
             repetition_penalty=self.settings.llm_repetition_penalty,
             frequency_penalty=self.settings.llm_frequency_penalty,
             output_kind=RequestOutputKind.DELTA,
+            structured_outputs=StructuredOutputsParams(grammar=grammar) if grammar else None,
             **options,
         )
         try:

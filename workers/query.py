@@ -196,6 +196,7 @@ def retrieve(self: JobTask, job_id: str) -> None:
         settings.llm_max_tokens,
         history,
         raw.get("instructions", ""),
+        prompt.quoting(raw),
     )
     citations = [c.model_dump() for c in used]
     store.emit(job_id, EventName.PASSAGES, citations)

@@ -87,6 +87,7 @@ class JobService:
             "deadline_s": str(deadline),
             "mode": (body.mode or self.settings.search_mode).value,
             "citation_mode": (body.citation_mode or self.settings.citation_mode).value,
+            "quote": str(self.settings.answer_quote if body.quote is None else body.quote),
             "min_relevance": str(
                 self.settings.min_relevance if body.min_relevance is None else body.min_relevance
             ),

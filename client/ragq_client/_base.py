@@ -246,6 +246,7 @@ def submit_answer(
     webhook_url: str | None,
     key: str | None,
     citation_mode: CitationMode | str | None = None,
+    quote: bool | None = None,
 ) -> Call:
     """`POST /v1/answers`."""
     fields: dict[str, Any] = {
@@ -257,6 +258,7 @@ def submit_answer(
         "min_relevance": min_relevance,
         "webhook_url": webhook_url,
         "citation_mode": citation_mode,
+        "quote": quote,
     }
     body = AnswerIn.model_validate({k: v for k, v in fields.items() if v is not None})
     return Call(

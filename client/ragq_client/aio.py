@@ -464,6 +464,7 @@ class AsyncClient:
         deadline_s: float | None = None,
         min_relevance: float | None = None,
         citation_mode: CitationMode | str | None = None,
+        quote: bool | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> JobAccepted:
@@ -478,6 +479,7 @@ class AsyncClient:
             webhook_url,
             idempotency_key,
             citation_mode,
+            quote,
         )
         return await self._call(call, JobAccepted)
 
@@ -492,6 +494,7 @@ class AsyncClient:
         deadline_s: float | None = ...,
         min_relevance: float | None = ...,
         citation_mode: CitationMode | str | None = ...,
+        quote: bool | None = ...,
         idempotency_key: str | None = ...,
         timeout: float | None = ...,
         stream: Literal[False] = ...,
@@ -507,6 +510,7 @@ class AsyncClient:
         deadline_s: float | None = ...,
         min_relevance: float | None = ...,
         citation_mode: CitationMode | str | None = ...,
+        quote: bool | None = ...,
         idempotency_key: str | None = ...,
         timeout: float | None = ...,
         stream: Literal[True],
@@ -521,6 +525,7 @@ class AsyncClient:
         deadline_s: float | None = None,
         min_relevance: float | None = None,
         citation_mode: CitationMode | str | None = None,
+        quote: bool | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         stream: bool = False,
@@ -536,6 +541,7 @@ class AsyncClient:
             deadline_s=deadline_s,
             min_relevance=min_relevance,
             citation_mode=citation_mode,
+            quote=quote,
             idempotency_key=idempotency_key,
         )
         if stream:

@@ -124,6 +124,7 @@ class AnswerIn(Request):
     webhook_url: str | None = None
     min_relevance: float | None = None
     citation_mode: CitationMode | None = None
+    quote: bool | None = None
 
 
 class SearchIn(Request):

@@ -458,6 +458,7 @@ class Client:
         deadline_s: float | None = None,
         min_relevance: float | None = None,
         citation_mode: CitationMode | str | None = None,
+        quote: bool | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
     ) -> JobAccepted:
@@ -472,6 +473,7 @@ class Client:
             webhook_url,
             idempotency_key,
             citation_mode,
+            quote,
         )
         return self._call(call, JobAccepted)
 
@@ -486,6 +488,7 @@ class Client:
         deadline_s: float | None = ...,
         min_relevance: float | None = ...,
         citation_mode: CitationMode | str | None = ...,
+        quote: bool | None = ...,
         idempotency_key: str | None = ...,
         timeout: float | None = ...,
         stream: Literal[False] = ...,
@@ -501,6 +504,7 @@ class Client:
         deadline_s: float | None = ...,
         min_relevance: float | None = ...,
         citation_mode: CitationMode | str | None = ...,
+        quote: bool | None = ...,
         idempotency_key: str | None = ...,
         timeout: float | None = ...,
         stream: Literal[True],
@@ -515,6 +519,7 @@ class Client:
         deadline_s: float | None = None,
         min_relevance: float | None = None,
         citation_mode: CitationMode | str | None = None,
+        quote: bool | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         stream: bool = False,
@@ -530,6 +535,7 @@ class Client:
             deadline_s=deadline_s,
             min_relevance=min_relevance,
             citation_mode=citation_mode,
+            quote=quote,
             idempotency_key=idempotency_key,
         )
         if stream:

@@ -97,3 +97,32 @@ def test_oldest_turns_go_first_when_the_conversation_does_not_fit(tokenizer) -> 
     assert [p.document_id for p in kept] == ["d1"]  # passages stay while turns can go
     assert "question 0 " not in text and "answer 7 " in text
     assert "Question: Q?" in text
+
+
+def test_the_quote_grammar_admits_a_passage_sentence_word_for_word_then_any_text(
+    tokenizer,  # type: ignore[no-untyped-def]
+) -> None:
+    import xgrammar
+
+    passages = [
+        Citation(document_id="a", title="", text='It said "stop". Back\\slash here.', score=1.0),
+        Citation(
+            document_id="b", title="", text="A second passage. " + "long " * 200 + "end.", score=1.0
+        ),
+    ]
+    grammar = prompt.quote_grammar(passages, max_tokens=64)
+    assert grammar is not None
+    info = xgrammar.TokenizerInfo.from_huggingface(tokenizer)
+    compiled = xgrammar.GrammarCompiler(info).compile_grammar(grammar)
+
+    def admits(text: str) -> bool:
+        return xgrammar.GrammarMatcher(compiled).accept_string(text)
+
+    assert admits('"It said "stop"." [1] Any text\nat all.')
+    assert admits('"Back\\slash here." [1]')
+    assert admits('"A second passage." [2] So.')
+    assert not admits('"It said stop." [1]')  # not word for word
+    assert not admits('"A second passage." [1]')  # not its passage's number
+    assert not admits("Free text first")
+    assert not admits('"A second passage. long')  # longer than 3 characters a token of 64
+    assert prompt.quote_grammar(passages[1:], max_tokens=4) is None  # no sentence fits

@@ -130,3 +130,20 @@ def test_citation_mode_is_one_of_three(http: httpx.Client, value: object) -> Non
     response = http.post("/v1/answers", json={"question": "x", "citation_mode": value})
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_quoted_answer_opens_with_a_passage_sentence_that_cites_it(
+    http: httpx.Client, documents: dict[str, str]
+) -> None:
+    ids = [documents["fact"], documents["other"]]
+    result = answer(http, "Who built the Brannock observatory, and when?", ids, quote=True)
+    check_spans(result)
+    text = result["answer"]
+    quoted = [s for s in sentences(FACT + " " + OTHER) if text.startswith(f'"{s.text}" [1]')]
+    assert quoted, f"the answer does not open with a quoted passage sentence: {text!r}"
+    first = result["citations"][0]
+    assert first["marker"] == 1 and first["cited"], result
+    assert (first["document_id"] == documents["fact"]) == (quoted[0].text in FACT)
+    opening = first["spans"][0]
+    assert opening["start"] == 0 and opening["end"] >= len(quoted[0].text) + 2
+    assert opening["support"] == 1.0

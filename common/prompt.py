@@ -33,14 +33,14 @@ def quoting(record: Mapping[str, str]) -> bool:
     return get_settings().answer_quote if not value else value == "True"
 
 
-def quote_grammar(passages: Sequence[Citation], max_tokens: int) -> str | None:
+def quote_grammar(passages: Sequence[Citation], max_tokens: int, best: int) -> str | None:
     """An EBNF grammar (vLLM's structured outputs) for an answer that opens with one sentence of
-    the passages word for word, in double quotes with its [n] marker, then any text; None when
-    no sentence fits the answer's budget."""
+    the first `best` passages word for word, in double quotes with its [n] marker, then any
+    text; None when no sentence fits the answer's budget."""
     limit = QUOTE_CHARS_PER_TOKEN * max_tokens
     choices = dict.fromkeys(
         f'{s.text}" [{n}]'
-        for n, p in enumerate(passages, start=1)
+        for n, p in enumerate(passages[:best], start=1)
         for s in sentences(p.text)
         if len(s.text) <= limit
     )

@@ -98,9 +98,11 @@ class Settings(BaseSettings):
     # answer, so neither is on by default (measured; README *Citation attribution*).
     answer_instruction: str = ""
     answer_prefill: str = ""
-    # Answers open with one sentence of the passages, quoted word for word with its [n] marker,
-    # the model choosing which under a grammar (`quote` per request; README *Citations*).
+    # Answers open with one sentence of the best `answer_quote_passages` passages, quoted word
+    # for word with its [n] marker, the model choosing which under a grammar (`quote` per
+    # request; README *Citations*).
     answer_quote: bool = False
+    answer_quote_passages: int = Field(default=1, ge=1)
     llm_max_num_seqs: int = Field(default=32, ge=1)
     llm_gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
     llm_tensor_parallel_size: int = Field(default=1, ge=1)

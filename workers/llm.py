@@ -149,13 +149,15 @@ def generate(
     )
     temperature = sampling.pop("temperature", None)
     passages = [Citation.model_validate(c) for c in citations]
+    best = settings.answer_quote_passages
+    grammar = prompt.quote_grammar(passages, max_tokens, best) if prompt.quoting(raw) else None
     generation = engines.llm().submit(
         request_id,
         prompt_ids,
         max_tokens,
         settings.llm_temperature if temperature is None else temperature,
         sampling,
-        prompt.quote_grammar(passages, max_tokens) if prompt.quoting(raw) else None,
+        grammar,
     )
     # The answer's start that the prompt wrote for the model (the same rule as the prompt's).
     start = prompt.prefill(passages)

@@ -110,7 +110,7 @@ def test_the_quote_grammar_admits_a_passage_sentence_word_for_word_then_any_text
             document_id="b", title="", text="A second passage. " + "long " * 200 + "end.", score=1.0
         ),
     ]
-    grammar = prompt.quote_grammar(passages, max_tokens=64)
+    grammar = prompt.quote_grammar(passages, max_tokens=64, best=2)
     assert grammar is not None
     info = xgrammar.TokenizerInfo.from_huggingface(tokenizer)
     compiled = xgrammar.GrammarCompiler(info).compile_grammar(grammar)
@@ -125,4 +125,6 @@ def test_the_quote_grammar_admits_a_passage_sentence_word_for_word_then_any_text
     assert not admits('"A second passage." [1]')  # not its passage's number
     assert not admits("Free text first")
     assert not admits('"A second passage. long')  # longer than 3 characters a token of 64
-    assert prompt.quote_grammar(passages[1:], max_tokens=4) is None  # no sentence fits
+    assert prompt.quote_grammar(passages[1:], max_tokens=4, best=2) is None  # none fits
+    first = prompt.quote_grammar(passages, max_tokens=64, best=1)
+    assert first is not None and "second" not in first

@@ -33,9 +33,8 @@ class Fault:
 def targets(children: Mapping[str, subprocess.Popen[bytes]]) -> list[tuple[str, psutil.Process]]:
     """Every live process of the workers: each worker's main process and all its descendants."""
     found: list[tuple[str, psutil.Process]] = []
-    for name in WORKERS:
-        child = children.get(name)
-        if child is None or child.poll() is not None:
+    for name, child in sorted(children.items()):
+        if not name.startswith(WORKERS) or child.poll() is not None:
             continue
         try:
             main = psutil.Process(child.pid)

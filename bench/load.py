@@ -1,7 +1,7 @@
 """Open-loop load with faults: a mix at fixed rates for a fixed time, then every job checked.
 
     .venv/bin/python bench/load.py --data DIR [--minutes 10] [--chaos [--kill-every 60]]
-                                   [--baseline FILE] [rates, shares: see --help]
+                                   [--llm-workers 1] [--baseline FILE] [rates, shares: see --help]
 
 DIR (or RAGQ_BENCH_DATA) is a BEIR folder such as SciFact. Each phase starts a fresh service as
 `ragq up` does (its supervisor: Redis as its own child with AOF in a temporary data folder, the
@@ -110,7 +110,7 @@ def load_data(folder: Path, seed: int) -> tuple[list[dict[str, str]], list[str]]
     return [{k: str(d[k]) for k in ("_id", "title", "text")} for d in abstracts], claims
 
 
-def environment(data_dir: Path, max_tokens: int) -> dict[str, str]:
+def environment(data_dir: Path, max_tokens: int, llm_workers: int) -> dict[str, str]:
     """The service's settings for a phase: a fresh data folder and ports, and its own Redis."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAGQ_REDIS_URL", "RAGQ_QDRANT_URL")}
     env.update(
@@ -122,6 +122,7 @@ def environment(data_dir: Path, max_tokens: int) -> dict[str, str]:
             "RAGQ_RATE_LIMIT_REQUESTS": "0",
             "RAGQ_MIN_RELEVANCE": "0",
             "RAGQ_LLM_MAX_TOKENS": str(max_tokens),
+            "RAGQ_LLM_WORKERS": str(llm_workers),
             "RAGQ_LLM_ENFORCE_EAGER": "true",
             "RAGQ_WEBHOOK_ALLOW_NETWORKS": f"{HOST}/32",
             "HF_HUB_OFFLINE": "1",
@@ -244,7 +245,7 @@ def run_phase(
     data_dir = Path(tempfile.mkdtemp(prefix="ragq-bench-load-"))
     files = data_dir / "uploads"
     files.mkdir()
-    env = environment(data_dir, args.max_tokens)
+    env = environment(data_dir, args.max_tokens, args.llm_workers)
     for name in ("RAGQ_REDIS_URL", "RAGQ_QDRANT_URL"):
         os.environ.pop(name, None)
     os.environ.update(env)
@@ -455,6 +456,7 @@ def main() -> None:
     parser.add_argument("--webhook-share", type=float, default=d.webhook_share)
     parser.add_argument("--stream-share", type=float, default=d.stream_share)
     parser.add_argument("--max-tokens", type=int, default=32, help="RAGQ_LLM_MAX_TOKENS")
+    parser.add_argument("--llm-workers", type=int, default=1, help="RAGQ_LLM_WORKERS")
     parser.add_argument("--warmup-docs", type=int, default=100)
     parser.add_argument("--chaos", action="store_true", help="kill workers and Redis")
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between kills")
@@ -474,7 +476,12 @@ def main() -> None:
         args.webhook_share,
         args.stream_share,
     )
-    rates = {**asdict(mix), "max_tokens": args.max_tokens, "seed": args.seed}
+    rates = {
+        **asdict(mix),
+        "max_tokens": args.max_tokens,
+        "llm_workers": args.llm_workers,
+        "seed": args.seed,
+    }
     baseline = read_baseline(args.baseline, rates, parser) if args.baseline else None
     abstracts, claims = load_data(folder, args.seed)
 

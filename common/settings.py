@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     answer_quote: bool = False
     answer_quote_passages: int = Field(default=1, ge=1)
     llm_max_num_seqs: int = Field(default=32, ge=1)
+    # llm workers `ragq up` starts, each with its own engine: with two, answers go on while one
+    # restarts (README *Load with faults*).
+    llm_workers: int = Field(default=1, ge=1)
     llm_gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
     llm_tensor_parallel_size: int = Field(default=1, ge=1)
     # None: eager on CPU (compiling the graph there takes minutes), compiled on a GPU.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from cli.supervisor import Supervisor, claim_store, readiness, relevant_lines
 from common.settings import Settings
@@ -98,3 +99,32 @@ def test_a_redis_serves_one_embedded_vector_store(redis_url: str, tmp_path: Path
     claim_store(url, tmp_path / "moved" / "vectors", own=True)  # its own, in a moved folder
     with pytest.raises(RuntimeError):
         claim_store(url, tmp_path / "a" / "vectors")
+    redis.Redis.from_url(url).flushdb()
+
+
+class Recording(Supervisor):
+    """A supervisor that records what it would start instead of starting it."""
+
+    def start(self, name: str, command: list[str], **env: str) -> None:
+        self.commands[name] = (command, env)
+
+
+def test_ragq_up_starts_RAGQ_LLM_WORKERS_llm_workers_each_under_its_own_hostname(
+    redis_url: str, tmp_path: Path
+) -> None:
+    url = redis_url.rsplit("/", 1)[0] + "/9"
+    settings = Settings(redis_url=url, data_dir=tmp_path, llm_workers=3, flower_port=0)
+    supervisor = Recording(settings, tmp_path / "logs")
+    try:
+        supervisor.start_all()
+    finally:
+        supervisor.stop()
+        redis.Redis.from_url(url).flushdb()
+    llm = sorted(name for name in supervisor.commands if name.startswith("llm-worker"))
+    assert llm == ["llm-worker", "llm-worker-2", "llm-worker-3"]
+    hosts = [
+        supervisor.commands[n][0][supervisor.commands[n][0].index("--hostname") + 1] for n in llm
+    ]
+    assert hosts == ["llm@%h", "llm2@%h", "llm3@%h"]
+    ports = {supervisor.commands[n][1]["RAGQ_METRICS_PORT"] for n in llm}
+    assert len(ports) == 3 and set(supervisor.metrics) == {"cpu-worker", *llm}

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from cli.supervisor import Supervisor, claim_store, readiness, relevant_lines
+from cli.supervisor import Supervisor, claim_store, free_port, readiness, relevant_lines
 from common.settings import Settings
 
 
@@ -113,7 +113,9 @@ def test_ragq_up_starts_RAGQ_LLM_WORKERS_llm_workers_each_under_its_own_hostname
     redis_url: str, tmp_path: Path
 ) -> None:
     url = redis_url.rsplit("/", 1)[0] + "/9"
-    settings = Settings(redis_url=url, data_dir=tmp_path, llm_workers=3, flower_port=0)
+    settings = Settings(
+        redis_url=url, data_dir=tmp_path, llm_workers=3, flower_port=0, api_port=free_port()
+    )
     supervisor = Recording(settings, tmp_path / "logs")
     try:
         supervisor.start_all()

@@ -22,18 +22,23 @@ def _listed(client: redis.Redis) -> set[str]:
 
 
 def test_the_heartbeat_lists_the_jobs_a_worker_runs(service: Service, http: httpx.Client) -> None:
+    """Answers that reach the model (the tests' heartbeat is every second; one short answer may
+    run for less, so several go together)."""
     client = redis.Redis.from_url(service.redis_url)
-    response = http.post("/v1/answers", json={"question": "What do lighthouses warn ships of?"})
-    assert response.status_code == 202, response.text
-    job_id = response.json()["job_id"]
-    seen = False
-    while not seen and http.get(f"/v1/jobs/{job_id}").json()["status"] not in FINISHED:
-        seen = job_id in _listed(client)
+    question = "Describe everything the passages say, in detail."
+    body = {"question": question, "min_relevance": 0}
+    job_ids = {http.post("/v1/answers", json=body).json()["job_id"] for _ in range(12)}
+    seen: set[str] = set()
+    running = set(job_ids)
+    while running and not seen:
+        seen = job_ids & _listed(client)
+        running = {j for j in running if http.get(f"/v1/jobs/{j}").json()["status"] not in FINISHED}
         time.sleep(0.05)
-    assert seen, "no heartbeat listed the job while it ran"
-    wait_job(http, job_id)
+    assert seen, "no heartbeat listed any of the jobs while they ran"
+    for job_id in job_ids:
+        wait_job(http, job_id)
     deadline = time.monotonic() + 3 * service.settings.worker_heartbeat_s + 2
-    while job_id in _listed(client):
-        assert time.monotonic() < deadline, "the job is still listed after it finished"
+    while job_ids & _listed(client):
+        assert time.monotonic() < deadline, "a job is still listed after it finished"
         time.sleep(0.1)
     client.close()

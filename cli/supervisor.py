@@ -270,14 +270,14 @@ class Supervisor:
         # SIGTERM starts Celery's soft shutdown: drain for the grace period, then requeue.
         drain = {"REMAP_SIGTERM": "SIGQUIT"}
         self.start("cpu-worker", cpu, RAGQ_METRICS_PORT=str(self.metrics["cpu-worker"]), **drain)
+        # Started with their engine's OpenMP set-up, so the engine's processes are forked.
+        engine_env = fork_env(self.env)
         for n in range(1, s.llm_workers + 1):
             # Each its own hostname: a restarted one takes back its own predecessor's jobs.
             name, host = ("llm-worker", "llm") if n == 1 else (f"llm-worker-{n}", f"llm{n}")
             llm = worker_command(host, [LLM_QUEUE], s.llm_worker_concurrency)
             self.metrics[name] = free_port()
-            # Started with its engine's OpenMP set-up, so the engine's processes are forked.
-            llm_env = {"RAGQ_METRICS_PORT": str(self.metrics[name]), **fork_env(self.env)}
-            self.start(name, llm, **llm_env, **drain)
+            self.start(name, llm, RAGQ_METRICS_PORT=str(self.metrics[name]), **engine_env, **drain)
         self.start("api", api_command(s))
         if s.flower_port:
             self.start("flower", flower_command(s))

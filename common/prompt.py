@@ -51,7 +51,8 @@ def quote_grammar(passages: Sequence[Citation], max_tokens: int, best: int) -> s
 
 
 def _ebnf(text: str) -> str:
-    # An EBNF string literal: backslash, quote and control characters escaped.
+    # An EBNF string literal: backslash, quote and control characters escaped (vLLM's own
+    # escaper is local to its choice_as_grammar, which builds only a whole grammar of choices).
     escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
     return "".join(
         escapes.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)

@@ -105,8 +105,8 @@ class AnswerIn(RequestModel):
     quote: bool | None = Field(
         default=None,
         description="Open the answer with the passage sentence that best answers the question, "
-        "quoted word for word with its [n] marker (the model chooses which; default: "
-        "RAGQ_ANSWER_QUOTE).",
+        "quoted word for word with its [n] marker, and write the answer from the passages it may "
+        "quote (RAGQ_ANSWER_QUOTE_PASSAGES) only (default: RAGQ_ANSWER_QUOTE, true).",
     )
 
 

@@ -221,13 +221,13 @@ async def run_bare(
 
     from common.models import llm_model_path
     from workers import engines
-    from workers.llm_engine import enforce_eager
+    from workers.llm_engine import enforce_eager, model_dtype
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.llm_cpu_kvcache_gib))
     engine = AsyncLLM.from_engine_args(
         AsyncEngineArgs(
             model=llm_model_path(settings),
-            dtype=settings.llm_dtype,  # type: ignore[arg-type]
+            dtype=model_dtype(settings),  # type: ignore[arg-type]
             max_model_len=settings.llm_max_model_len,
             max_num_seqs=settings.llm_max_num_seqs,
             enforce_eager=enforce_eager(settings),
@@ -317,6 +317,9 @@ def main() -> None:
         "RAGQ_RATE_LIMIT_REQUESTS": "0",
         # Every question reaches the engine, as in the bare run: none is answered "not found".
         "RAGQ_MIN_RELEVANCE": "0",
+        # Free answers, as the bare engine and the pipeline write them (no quote grammar, every
+        # passage in the prompt): the figures are the queues' cost, not a quote's.
+        "RAGQ_ANSWER_QUOTE": "false",
         "HF_HUB_OFFLINE": "1",
     }
     if args.graph != "auto":

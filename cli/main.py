@@ -371,8 +371,8 @@ def reindex(document_ids: tuple[str, ...], everything: bool) -> None:
 @click.option(
     "--quote/--no-quote",
     default=None,
-    help="Open the answer with the passage sentence that answers it, quoted word for word "
-    "(default: the server's RAGQ_ANSWER_QUOTE).",
+    help="Open the answer with the passage sentence that answers it, quoted word for word, "
+    "and write it from the passages it may quote (default: the server's RAGQ_ANSWER_QUOTE, on).",
 )
 @click.option(
     "--json",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any
 
 QUOTE_CHARS = 160
+# A quoted answer's opening span: "…" [n], already in quotes of its own.
+_QUOTED = re.compile(r'^"(.+)"(\s*\[[\d\s,;]+\])?$', re.DOTALL)
 
 
 def sources(result: dict[str, Any]) -> list[str]:
@@ -19,7 +22,7 @@ def sources(result: dict[str, Any]) -> list[str]:
     for n, citation in cited:
         lines.append(f"  [{n}] {origin(citation)}")
         lines += [
-            f"      “{_quote(span['text'])}” ({span['support']:.2f})"
+            f"      {_quoted(span['text'])} ({span['support']:.2f})"
             for span in citation.get("spans") or []
         ]
     others = [c for c in citations if not c.get("cited")]
@@ -37,6 +40,11 @@ def origin(citation: dict[str, Any]) -> str:
     """The passage's title, page and source (or document id)."""
     page = f", page {citation['page']}" if citation.get("page") else ""
     return f"{citation['title']}{page}  ({citation.get('source') or citation['document_id']})"
+
+
+def _quoted(text: str) -> str:
+    quote = _QUOTED.match(text)
+    return f"“{_quote(quote[1])}”{quote[2] or ''}" if quote else f"“{_quote(text)}”"
 
 
 def _quote(text: str) -> str:

@@ -24,9 +24,12 @@ from common.citations import MARKER
 from common.schemas import Citation, CitationMode, Span
 from common.sparse import tokenize
 
-# A sentence ends at . ! or ? (with closing quotes or brackets, and markers that follow it)
-# before whitespace or the end, or at a line break.
-_END = re.compile(r"[.!?]+[\"'”’)]*(?:\s*\[[\d\s,;]+\])*(?=\s|$)|\n")
+# A sentence ends at . ! or ? (with closing quotes or brackets, and markers that follow it), or
+# at a closing double quote with its marker (a quote's end, "…" [1]), before whitespace or the
+# end; or at a line break, except in prose, where lines are wrapped: there only at a blank line.
+_STOP = r"(?:[.!?]+[\"'”’)]*(?:\s*\[[\d\s,;]+\])*|[\"”](?:\s*\[[\d\s,;]+\])+)(?=\s|$)"
+_END = re.compile(_STOP + r"|\n")
+_PROSE_END = re.compile(_STOP + r"|\n[^\S\n]*\n\s*")
 _LAST_WORD = re.compile(r"(\S+?)[.!?]*$")
 _LETTER = re.compile(r"[^\W\d_]")
 ABBREVIATIONS = frozenset(
@@ -52,14 +55,18 @@ class Attribution:
     unsupported: list[Span]
 
 
-def sentences(answer: str) -> list[Sentence]:
-    """The answer's sentences in order, with offsets; text without a letter joins the next."""
+def sentences(answer: str, prose: bool = False) -> list[Sentence]:
+    """The answer's sentences in order, with offsets; text without a letter joins the next.
+
+    With `prose`, a single line break is wrapping, not the end of a sentence.
+    """
     found: list[Sentence] = []
     start = 0
-    for match in _END.finditer(answer):
-        if match.group() != "\n" and _abbreviation(answer[start : match.start() + 1]):
+    for match in (_PROSE_END if prose else _END).finditer(answer):
+        line = match.group().isspace()
+        if not line and _abbreviation(answer[start : match.start() + 1]):
             continue
-        if _LETTER.search(answer[start : match.end()]) is None and match.group() != "\n":
+        if _LETTER.search(answer[start : match.end()]) is None and not line:
             continue  # "1." of a numbered list, or a lone marker
         _add(found, answer, start, match.end())
         start = match.end()

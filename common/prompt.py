@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from common.attribution import sentences
+from common.attribution import Sentence, sentences, terms
 from common.citations import strip_markers
 from common.conversation import Turn
 from common.schemas import Citation
@@ -25,6 +26,9 @@ QUOTE_INSTRUCTION = (
 # A quoted sentence may take at most this many characters per token of the answer's budget
 # (about three quarters of it, at four characters a token), so that an answer is more than a quote.
 QUOTE_CHARS_PER_TOKEN = 3
+# Sentences of a passage a quote may start at (see quote_grammar).
+QUOTE_STARTS = 2
+_WRAPPED = re.compile(r"\s+")
 
 
 def quoting(record: Mapping[str, str]) -> bool:
@@ -33,21 +37,52 @@ def quoting(record: Mapping[str, str]) -> bool:
     return get_settings().answer_quote if not value else value == "True"
 
 
-def quote_grammar(passages: Sequence[Citation], max_tokens: int, best: int) -> str | None:
-    """An EBNF grammar (vLLM's structured outputs) for an answer that opens with one sentence of
-    the first `best` passages word for word, in double quotes with its [n] marker, then any
-    text; None when no sentence fits the answer's budget."""
+def quote_grammar(
+    question: str, passages: Sequence[Citation], max_tokens: int, best: int
+) -> str | None:
+    """An EBNF grammar (vLLM's structured outputs) for an answer that opens with a quote from one
+    of the first `best` passages, then any text; None when no sentence fits the answer's budget.
+
+    The quote is word for word, in double quotes with its [n] marker. It starts at one of the
+    passage's `QUOTE_STARTS` sentences that share the most of the question's terms beyond the
+    passage's title (retrieval already matched the topic; the rest is what is asked), or at any
+    sentence if none shares one, and it may run on over the sentences that follow.
+    """
     limit = QUOTE_CHARS_PER_TOKEN * max_tokens
-    choices = dict.fromkeys(
-        f'{s.text}" [{n}]'
-        for n, p in enumerate(passages[:best], start=1)
-        for s in sentences(p.text)
-        if len(s.text) <= limit
-    )
+    asked = terms(question)
+    choices: list[str] = []
+    for n, passage in enumerate(passages[:best], start=1):
+        found = sentences(passage.text, prose=True)
+        fitting = [i for i, s in enumerate(found) if len(s.text) <= limit]
+        wanted = asked - terms(passage.title)
+        shared = {i: len(terms(found[i].text) & wanted) for i in fitting}
+        starts = sorted(fitting, key=lambda i: -shared[i])
+        if starts and shared[starts[0]]:
+            starts = sorted(i for i in starts[:QUOTE_STARTS] if shared[i])
+        choices += [_quote(passage.text, found, i, limit, n) for i in starts]
     if not choices:
         return None
-    quotes = " | ".join(f'"{_ebnf(c)}"' for c in choices)
+    quotes = " | ".join(dict.fromkeys(choices))
     return f'root ::= "\\"" quote rest\nquote ::= {quotes}\nrest ::= [^\\x00]*\n'
+
+
+def _quote(text: str, found: Sequence[Sentence], first: int, limit: int, n: int) -> str:
+    # The sentence, then each next one of its paragraph while the quote stays within `limit`,
+    # each optional after the one before: "s1" (" s2" (" s3")?)?. Lines wrapped inside the
+    # passage are joined with a space.
+    pieces = [_WRAPPED.sub(" ", found[first].text)]
+    length = len(pieces[0])
+    for prev, nxt in zip(found[first:], found[first + 1 :], strict=False):
+        piece = " " + _WRAPPED.sub(" ", nxt.text)
+        length += len(piece)
+        if length > limit or text.count("\n", prev.end, nxt.start) > 1:
+            break  # too long, or the next paragraph
+        pieces.append(piece)
+    nested = ""
+    for piece in reversed(pieces[1:]):
+        nested = f' ("{_ebnf(piece)}"{nested})?'
+    close = _ebnf(f'" [{n}]')
+    return f'"{_ebnf(pieces[0])}"{nested} "{close}"'
 
 
 def _ebnf(text: str) -> str:

@@ -98,10 +98,10 @@ class Settings(BaseSettings):
     # answer, so neither is on by default (measured; README *Citation attribution*).
     answer_instruction: str = ""
     answer_prefill: str = ""
-    # Answers open with one sentence of the best `answer_quote_passages` passages, quoted word
-    # for word with its [n] marker, the model choosing which under a grammar (`quote` per
+    # Answers open with a quote of the best `answer_quote_passages` passages, word for word with
+    # its [n] marker, under a grammar, and are written from those passages only (`quote` per
     # request; README *Citations*).
-    answer_quote: bool = False
+    answer_quote: bool = True
     answer_quote_passages: int = Field(default=1, ge=1)
     llm_max_num_seqs: int = Field(default=32, ge=1)
     # llm workers `ragq up` starts, each with its own engine: with two, answers go on while one

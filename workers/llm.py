@@ -150,7 +150,11 @@ def generate(
     temperature = sampling.pop("temperature", None)
     passages = [Citation.model_validate(c) for c in citations]
     best = settings.answer_quote_passages
-    grammar = prompt.quote_grammar(passages, max_tokens, best) if prompt.quoting(raw) else None
+    grammar = (
+        prompt.quote_grammar(raw["question"], passages, max_tokens, best)
+        if prompt.quoting(raw)
+        else None
+    )
     generation = engines.llm().submit(
         request_id,
         prompt_ids,

@@ -83,6 +83,34 @@ def fork_env(environ: Mapping[str, str], cpus: list[int] | None = None) -> dict[
     return env
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo has none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return frozenset()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def engine_dtype(dtype: str, on_cpu: bool, flags: frozenset[str]) -> str:
+    """vLLM's dtype: as set, except that `auto` on an x86 CPU without AMX is float32.
+
+    vLLM loads the default model in bfloat16 on a CPU, which only AMX multiplies natively; on
+    an AVX2 CPU a 1,500-token prompt took 39 s in bfloat16 against 9 s in float32 (measured).
+    """
+    if dtype != "auto" or not on_cpu or not flags or "amx_bf16" in flags:
+        return dtype
+    return "float32" if {"avx2", "avx512f"} & flags else dtype
+
+
+def model_dtype(settings: Settings) -> str:
+    """The dtype this machine's engine loads the model in (`engine_dtype` of the setting)."""
+    from vllm.platforms import current_platform
+
+    return engine_dtype(settings.llm_dtype, current_platform.is_cpu(), cpu_flags())
+
+
 def enforce_eager(settings: Settings) -> bool:
     """vLLM's enforce_eager: as set, else True on CPU and False on a GPU (CUDA graphs)."""
     if settings.llm_enforce_eager is not None:
@@ -154,7 +182,7 @@ class LLMEngine:
         s = self.settings
         args = AsyncEngineArgs(
             model=self.model,
-            dtype=s.llm_dtype,  # type: ignore[arg-type]
+            dtype=model_dtype(s),  # type: ignore[arg-type]
             max_model_len=s.llm_max_model_len,
             max_num_seqs=s.llm_max_num_seqs,
             gpu_memory_utilization=s.llm_gpu_memory_utilization,

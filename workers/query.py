@@ -187,6 +187,10 @@ def retrieve(self: JobTask, job_id: str) -> None:
         if relevance is None or relevance < min_relevance:
             _not_covered(job_id, passages, relevance)
             return
+    quote = prompt.quoting(raw)
+    if quote:
+        # A quoted answer is written from the passages it may quote, and cites only those.
+        passages = passages[: settings.answer_quote_passages]
     # The prompt is rendered here, not in the llm worker, to keep that process's GIL for vLLM.
     ids, used = prompt.render(
         engines.llm_tokenizer(),
@@ -196,7 +200,7 @@ def retrieve(self: JobTask, job_id: str) -> None:
         settings.llm_max_tokens,
         history,
         raw.get("instructions", ""),
-        prompt.quoting(raw),
+        quote,
     )
     citations = [c.model_dump() for c in used]
     store.emit(job_id, EventName.PASSAGES, citations)

@@ -53,3 +53,8 @@ def test_a_marked_passage_that_supports_nothing_keeps_the_others_numbers() -> No
 
 def test_nothing_to_show_prints_nothing() -> None:
     assert sources({"citations": [], "unsupported": []}) == []
+
+
+def test_a_quoted_span_is_shown_in_one_pair_of_quotes_with_its_marker() -> None:
+    quoted = citation("tower", True, ['"It is 330 metres tall." [1]'], marker=1)
+    assert "      “It is 330 metres tall.” [1] (0.80)" in sources({"citations": [quoted]})

@@ -45,6 +45,27 @@ def test_a_marker_after_the_full_stop_belongs_to_its_sentence() -> None:
     assert [s.text for s in found] == ["It is tall. [1]", "It is old."]
 
 
+def test_a_quote_with_its_marker_is_a_sentence_of_its_own() -> None:
+    found = sentences('"It is 330 metres tall" [1] So it is tall. He said "no" and left.')
+    assert [s.text for s in found] == [
+        '"It is 330 metres tall" [1]',
+        "So it is tall.",
+        'He said "no" and left.',
+    ]
+
+
+def test_in_prose_a_wrapped_line_goes_on_and_a_blank_line_ends_a_sentence() -> None:
+    text = "It was built in 1874\nby Agnes Fairlie. Its light\nis green\n\nVisitors climb"
+    found = sentences(text, prose=True)
+    assert [s.text for s in found] == [
+        "It was built in 1874\nby Agnes Fairlie.",
+        "Its light\nis green",
+        "Visitors climb",
+    ]
+    assert all(text[s.start : s.end] == s.text for s in found)
+    assert len(sentences(text)) == 5  # an answer's line breaks end sentences
+
+
 def test_text_without_letters_is_no_sentence() -> None:
     assert sentences("") == []
     assert sentences(" [1]. 42. ") == []

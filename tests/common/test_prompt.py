@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from transformers import AutoTokenizer
@@ -99,32 +100,72 @@ def test_oldest_turns_go_first_when_the_conversation_does_not_fit(tokenizer) -> 
     assert "Question: Q?" in text
 
 
+def _admits(tokenizer: Any, grammar: str | None) -> Callable[[str], bool]:
+    import xgrammar
+
+    assert grammar is not None
+    info = xgrammar.TokenizerInfo.from_huggingface(tokenizer)
+    compiled = xgrammar.GrammarCompiler(info).compile_grammar(grammar)
+    return lambda text: xgrammar.GrammarMatcher(compiled).accept_string(text)
+
+
 def test_the_quote_grammar_admits_a_passage_sentence_word_for_word_then_any_text(
     tokenizer,  # type: ignore[no-untyped-def]
 ) -> None:
-    import xgrammar
-
     passages = [
         Citation(document_id="a", title="", text='It said "stop". Back\\slash here.', score=1.0),
         Citation(
             document_id="b", title="", text="A second passage. " + "long " * 200 + "end.", score=1.0
         ),
     ]
-    grammar = prompt.quote_grammar(passages, max_tokens=64, best=2)
-    assert grammar is not None
-    info = xgrammar.TokenizerInfo.from_huggingface(tokenizer)
-    compiled = xgrammar.GrammarCompiler(info).compile_grammar(grammar)
-
-    def admits(text: str) -> bool:
-        return xgrammar.GrammarMatcher(compiled).accept_string(text)
+    admits = _admits(tokenizer, prompt.quote_grammar("?", passages, max_tokens=64, best=2))
 
     assert admits('"It said "stop"." [1] Any text\nat all.')
     assert admits('"Back\\slash here." [1]')
+    assert admits('"It said "stop". Back\\slash here." [1]')  # and the next sentence
     assert admits('"A second passage." [2] So.')
     assert not admits('"It said stop." [1]')  # not word for word
     assert not admits('"A second passage." [1]')  # not its passage's number
     assert not admits("Free text first")
     assert not admits('"A second passage. long')  # longer than 3 characters a token of 64
-    assert prompt.quote_grammar(passages[1:], max_tokens=4, best=2) is None  # none fits
-    first = prompt.quote_grammar(passages, max_tokens=64, best=1)
+    assert prompt.quote_grammar("?", passages[1:], max_tokens=4, best=2) is None  # none fits
+    first = prompt.quote_grammar("?", passages, max_tokens=64, best=1)
     assert first is not None and "second" not in first
+
+
+LIGHTHOUSE = Citation(
+    document_id="lighthouse",
+    title="Harrow Point Lighthouse",
+    text=(
+        "The Harrow Point lighthouse stands on the cape. It was built in 1874\n"
+        "by Agnes Fairlie. Its light is green.\n\nVisitors climb its 132 steps."
+    ),
+    score=1.0,
+)
+
+
+def test_a_quote_starts_where_the_passage_says_what_the_question_asks_beyond_its_title(
+    tokenizer,  # type: ignore[no-untyped-def]
+) -> None:
+    grammar = prompt.quote_grammar(
+        "When was the Harrow Point lighthouse built?", [LIGHTHOUSE], max_tokens=64, best=1
+    )
+    admits = _admits(tokenizer, grammar)
+    assert admits('"It was built in 1874 by Agnes Fairlie." [1]')  # the wrapped line joined
+    assert admits('"It was built in 1874 by Agnes Fairlie. Its light is green." [1]')
+    assert not admits('"It was built in 1874\nby Agnes Fairlie." [1]')
+    # Only the title's words: where the lighthouse is, not when it was built.
+    assert not admits('"The Harrow Point lighthouse stands on the cape." [1]')
+    assert not admits('"Its light is green." [1]')
+    # Not into the next paragraph.
+    assert not admits('"It was built in 1874 by Agnes Fairlie. Its light is green. Visitors')
+
+
+def test_a_question_no_sentence_answers_may_quote_any_sentence(
+    tokenizer,  # type: ignore[no-untyped-def]
+) -> None:
+    admits = _admits(
+        tokenizer, prompt.quote_grammar("Where is it?", [LIGHTHOUSE], max_tokens=64, best=1)
+    )
+    assert admits('"The Harrow Point lighthouse stands on the cape." [1]')
+    assert admits('"Visitors climb its 132 steps." [1]')

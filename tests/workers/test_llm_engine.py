@@ -1,4 +1,5 @@
-"""The environment that lets the llm worker fork vLLM's CPU engine processes."""
+"""The llm engine's set-up: the environment that lets the worker fork vLLM's CPU engine
+processes, and the dtype it loads the model in."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.llm_engine import OPENMP_VARIABLES, fork_env
+from workers.llm_engine import OPENMP_VARIABLES, cpu_flags, engine_dtype, fork_env
 
 
 def test_binds_all_cpus_but_one_and_preloads_torchs_libgomp() -> None:
@@ -30,3 +31,28 @@ def test_one_cpu_is_used_alone() -> None:
 def test_an_openmp_setup_of_the_environment_is_left_alone(name: str) -> None:
     # The engine is then spawned, as vLLM does, with the set-up the environment chose.
     assert fork_env({name: "1"}, cpus=[0, 1]) == {}
+
+
+AVX2 = frozenset({"sse4_2", "avx2", "fma"})
+
+
+def test_auto_is_float32_on_an_x86_cpu_without_amx() -> None:
+    assert engine_dtype("auto", True, AVX2) == "float32"
+    assert engine_dtype("auto", True, AVX2 | {"avx512f", "avx512_bf16"}) == "float32"
+
+
+def test_auto_stays_with_vllm_where_bfloat16_is_native_or_not_an_x86_cpu() -> None:
+    assert engine_dtype("auto", True, AVX2 | {"avx512f", "amx_bf16", "amx_tile"}) == "auto"
+    assert engine_dtype("auto", False, AVX2) == "auto"  # a GPU
+    assert engine_dtype("auto", True, frozenset({"fp", "asimd", "bf16"})) == "auto"  # Arm
+    assert engine_dtype("auto", True, frozenset()) == "auto"  # flags unknown
+
+
+def test_a_dtype_that_is_set_is_kept() -> None:
+    assert engine_dtype("bfloat16", True, AVX2) == "bfloat16"
+
+
+def test_this_machines_cpu_flags_are_read() -> None:
+    flags = cpu_flags()
+    if Path("/proc/cpuinfo").exists() and Path("/proc/cpuinfo").read_text().count("flags"):
+        assert flags and all(" " not in f for f in flags)

@@ -37,11 +37,10 @@ def quoting(record: Mapping[str, str]) -> bool:
     return get_settings().answer_quote if not value else value == "True"
 
 
-def quote_grammar(
-    question: str, passages: Sequence[Citation], max_tokens: int, best: int
-) -> str | None:
+def quote_grammar(question: str, passages: Sequence[Citation], max_tokens: int) -> str | None:
     """An EBNF grammar (vLLM's structured outputs) for an answer that opens with a quote from one
-    of the first `best` passages, then any text; None when no sentence fits the answer's budget.
+    of the passages (those it may quote: `retrieve` gave it no others), then any text; None when
+    no sentence fits the answer's budget.
 
     The quote is word for word, in double quotes with its [n] marker. It starts at one of the
     passage's `QUOTE_STARTS` sentences that share the most of the question's terms beyond the
@@ -51,7 +50,7 @@ def quote_grammar(
     limit = QUOTE_CHARS_PER_TOKEN * max_tokens
     asked = terms(question)
     choices: list[str] = []
-    for n, passage in enumerate(passages[:best], start=1):
+    for n, passage in enumerate(passages, start=1):
         found = sentences(passage.text, prose=True)
         fitting = [i for i, s in enumerate(found) if len(s.text) <= limit]
         wanted = asked - terms(passage.title)

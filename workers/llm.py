@@ -149,11 +149,9 @@ def generate(
     )
     temperature = sampling.pop("temperature", None)
     passages = [Citation.model_validate(c) for c in citations]
-    best = settings.answer_quote_passages
+    # A quoted answer's passages are those it may quote (the query worker kept only those).
     grammar = (
-        prompt.quote_grammar(raw["question"], passages, max_tokens, best)
-        if prompt.quoting(raw)
-        else None
+        prompt.quote_grammar(raw["question"], passages, max_tokens) if prompt.quoting(raw) else None
     )
     generation = engines.llm().submit(
         request_id,

@@ -118,7 +118,7 @@ def test_the_quote_grammar_admits_a_passage_sentence_word_for_word_then_any_text
             document_id="b", title="", text="A second passage. " + "long " * 200 + "end.", score=1.0
         ),
     ]
-    admits = _admits(tokenizer, prompt.quote_grammar("?", passages, max_tokens=64, best=2))
+    admits = _admits(tokenizer, prompt.quote_grammar("?", passages, max_tokens=64))
 
     assert admits('"It said "stop"." [1] Any text\nat all.')
     assert admits('"Back\\slash here." [1]')
@@ -128,8 +128,8 @@ def test_the_quote_grammar_admits_a_passage_sentence_word_for_word_then_any_text
     assert not admits('"A second passage." [1]')  # not its passage's number
     assert not admits("Free text first")
     assert not admits('"A second passage. long')  # longer than 3 characters a token of 64
-    assert prompt.quote_grammar("?", passages[1:], max_tokens=4, best=2) is None  # none fits
-    first = prompt.quote_grammar("?", passages, max_tokens=64, best=1)
+    assert prompt.quote_grammar("?", passages[1:], max_tokens=4) is None  # none fits
+    first = prompt.quote_grammar("?", passages[:1], max_tokens=64)
     assert first is not None and "second" not in first
 
 
@@ -148,7 +148,7 @@ def test_a_quote_starts_where_the_passage_says_what_the_question_asks_beyond_its
     tokenizer,  # type: ignore[no-untyped-def]
 ) -> None:
     grammar = prompt.quote_grammar(
-        "When was the Harrow Point lighthouse built?", [LIGHTHOUSE], max_tokens=64, best=1
+        "When was the Harrow Point lighthouse built?", [LIGHTHOUSE], max_tokens=64
     )
     admits = _admits(tokenizer, grammar)
     assert admits('"It was built in 1874 by Agnes Fairlie." [1]')  # the wrapped line joined
@@ -164,8 +164,6 @@ def test_a_quote_starts_where_the_passage_says_what_the_question_asks_beyond_its
 def test_a_question_no_sentence_answers_may_quote_any_sentence(
     tokenizer,  # type: ignore[no-untyped-def]
 ) -> None:
-    admits = _admits(
-        tokenizer, prompt.quote_grammar("Where is it?", [LIGHTHOUSE], max_tokens=64, best=1)
-    )
+    admits = _admits(tokenizer, prompt.quote_grammar("Where is it?", [LIGHTHOUSE], max_tokens=64))
     assert admits('"The Harrow Point lighthouse stands on the cape." [1]')
     assert admits('"Visitors climb its 132 steps." [1]')

@@ -80,11 +80,18 @@ def check_spans(result: dict[str, Any]) -> None:
         assert citation["cited"] == bool(citation["spans"]), citation
 
 
+@pytest.fixture(scope="module")
+def built(service, documents: dict[str, str]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The default answer (quoted) to who built the observatory and when, over both documents."""
+    with httpx.Client(base_url=service.base_url, timeout=30, headers=service.headers) as http:
+        ids = [documents["fact"], documents["other"]]
+        return answer(http, "Who built the Brannock observatory, and when?", ids)
+
+
 def test_an_answer_repeating_a_fact_cites_its_passage_with_that_sentence(
-    http: httpx.Client, documents: dict[str, str]
+    built: dict[str, Any], documents: dict[str, str]
 ) -> None:
-    ids = [documents["fact"], documents["other"]]
-    result = answer(http, "Who built the Brannock observatory, and when?", ids)
+    result = built
     check_spans(result)
     assert result["citation_mode"] == "both"
     # The tiny test model's text cannot be chosen (tests/common/test_attribution.py controls
@@ -136,10 +143,9 @@ def test_citation_mode_is_one_of_three(http: httpx.Client, value: object) -> Non
 
 
 def test_a_quoted_answer_opens_with_the_sentence_that_answers_and_cites_it(
-    http: httpx.Client, documents: dict[str, str]
+    built: dict[str, Any], documents: dict[str, str]
 ) -> None:
-    ids = [documents["fact"], documents["other"]]
-    result = answer(http, "Who built the Brannock observatory, and when?", ids)
+    result = built
     check_spans(result)
     text = result["answer"]
     quote = re.match(r'"(.+?)" \[1\]', text)

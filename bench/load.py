@@ -1,7 +1,8 @@
 """Open-loop load with faults: a mix at fixed rates for a fixed time, then every job checked.
 
     .venv/bin/python bench/load.py --data DIR [--minutes 10] [--chaos [--kill-every 60]]
-                                   [--llm-workers 1] [--baseline FILE] [rates, shares: see --help]
+                                   [--llm-workers 1] [--llm-standby] [--baseline FILE]
+                                   [rates, shares: see --help]
 
 DIR (or RAGQ_BENCH_DATA) is a BEIR folder such as SciFact. Each phase starts a fresh service as
 `ragq up` does (its supervisor: Redis as its own child with AOF in a temporary data folder, the
@@ -18,7 +19,8 @@ keys; every refusal is counted by code. The per-tenant rate limit is off; backpr
 
 `--chaos`: every `--kill-every` seconds a random worker process (the cpu worker, the llm worker
 or one of their children, such as vLLM's engine process) gets SIGKILL, and Redis gets SIGKILL
-once at half time; the supervisor restarts them (Redis on the same port, from its AOF). With
+once at half time; the supervisor restarts them (Redis on the same port, from its AOF), or with
+`--llm-standby` (RAGQ_LLM_STANDBY) puts its loaded standby in a dead llm worker's place. With
 `--chaos` the benchmark first runs the same schedule without faults on a fresh service, for
 `answer_p99_s_chaos_ratio`, unless `--baseline FILE` names the output of such a run (its last
 line; the rates must match).
@@ -110,7 +112,7 @@ def load_data(folder: Path, seed: int) -> tuple[list[dict[str, str]], list[str]]
     return [{k: str(d[k]) for k in ("_id", "title", "text")} for d in abstracts], claims
 
 
-def environment(data_dir: Path, max_tokens: int, llm_workers: int) -> dict[str, str]:
+def environment(data_dir: Path, max_tokens: int, llm_workers: int, standby: bool) -> dict[str, str]:
     """The service's settings for a phase: a fresh data folder and ports, and its own Redis."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAGQ_REDIS_URL", "RAGQ_QDRANT_URL")}
     env.update(
@@ -123,6 +125,7 @@ def environment(data_dir: Path, max_tokens: int, llm_workers: int) -> dict[str, 
             "RAGQ_MIN_RELEVANCE": "0",
             "RAGQ_LLM_MAX_TOKENS": str(max_tokens),
             "RAGQ_LLM_WORKERS": str(llm_workers),
+            "RAGQ_LLM_STANDBY": str(standby).lower(),
             "RAGQ_LLM_ENFORCE_EAGER": "true",
             "RAGQ_WEBHOOK_ALLOW_NETWORKS": f"{HOST}/32",
             "HF_HUB_OFFLINE": "1",
@@ -180,6 +183,8 @@ async def drive(
         sink.secret = await admin.webhook_secret()
         warm = abstracts[: args.warmup_docs]
         await warm_up(admin, warm, claims)
+        while settings.llm_standby and not supervisor.standing_by():
+            await asyncio.sleep(1)  # its engine's start would weigh on the first minute
         seconds = args.minutes * 60
         started, started_epoch = time.monotonic(), time.time()
         load_before = os.getloadavg()[0]
@@ -245,7 +250,7 @@ def run_phase(
     data_dir = Path(tempfile.mkdtemp(prefix="ragq-bench-load-"))
     files = data_dir / "uploads"
     files.mkdir()
-    env = environment(data_dir, args.max_tokens, args.llm_workers)
+    env = environment(data_dir, args.max_tokens, args.llm_workers, args.llm_standby)
     for name in ("RAGQ_REDIS_URL", "RAGQ_QDRANT_URL"):
         os.environ.pop(name, None)
     os.environ.update(env)
@@ -457,6 +462,7 @@ def main() -> None:
     parser.add_argument("--stream-share", type=float, default=d.stream_share)
     parser.add_argument("--max-tokens", type=int, default=32, help="RAGQ_LLM_MAX_TOKENS")
     parser.add_argument("--llm-workers", type=int, default=1, help="RAGQ_LLM_WORKERS")
+    parser.add_argument("--llm-standby", action="store_true", help="RAGQ_LLM_STANDBY")
     parser.add_argument("--warmup-docs", type=int, default=100)
     parser.add_argument("--chaos", action="store_true", help="kill workers and Redis")
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between kills")
@@ -480,6 +486,7 @@ def main() -> None:
         **asdict(mix),
         "max_tokens": args.max_tokens,
         "llm_workers": args.llm_workers,
+        "llm_standby": args.llm_standby,
         "seed": args.seed,
     }
     baseline = read_baseline(args.baseline, rates, parser) if args.baseline else None

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,10 +23,12 @@ from rich.table import Table
 
 from cli import render
 from ragq_client import (
+    AnyEvent,
     Client,
     Ingestion,
     JobRecord,
     JobStatus,
+    StatusEvent,
     TokenEvent,
     UsageGroup,
     WaitProgress,
@@ -133,6 +136,9 @@ def reindex(http: Client, document_ids: Iterable[str], poll_s: float = 0.5) -> i
     return len(failed)
 
 
+RESTARTED = "the worker writing this answer was lost; it is being written again"
+
+
 def ask(
     http: Client,
     question: str,
@@ -147,10 +153,11 @@ def ask(
     """
     out = sys.stdout
     stream = http.ask(question, top_k=top_k, mode=mode, quote=quote, stream=True)
-    for event in stream:
-        if isinstance(event, TokenEvent) and not as_json:
-            out.write(event.text)
-            out.flush()
+    if as_json:
+        for _ in stream:
+            pass
+    else:
+        write_answer(stream, out)
     record = stream.final
     if record is None:
         return 1
@@ -159,6 +166,20 @@ def ask(
         return 0 if record.status == JobStatus.SUCCEEDED else 1
     out.write("\n")
     return _print_final(record)
+
+
+def write_answer(events: Iterable[AnyEvent], out: TextIO) -> None:
+    """Write an answer's text as it streams; where it starts again (its worker was lost and
+    another writes it anew), say so on a line of its own before the new text."""
+    written = False
+    for event in events:
+        if isinstance(event, TokenEvent):
+            out.write(event.text)
+            out.flush()
+            written = True
+        elif isinstance(event, StatusEvent) and written and not event.status.finished:
+            out.write(f"\n[{RESTARTED}]\n")
+            written = False
 
 
 def _print_final(record: JobRecord) -> int:

@@ -56,6 +56,8 @@ def up(timeout: float) -> None:
         redis_url = supervisor.start_all()
         console.print("starting the workers and the API; each part's state as it changes:")
         supervisor.wait_ready(timeout, report=_show_state)
+        if settings.llm_standby:
+            supervisor.start_standby()
         flower = (
             f"http://{settings.api_host}:{settings.flower_port}" if settings.flower_port else ""
         )

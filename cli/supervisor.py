@@ -33,6 +33,7 @@ from common.liveness import starting_steps
 from common.settings import Settings
 from ragq_client import NO_RETRY, Client, RagqError
 from workers.llm_engine import fork_env
+from workers.standby import STANDING_BY, Takeover
 
 
 def free_port() -> int:
@@ -92,6 +93,8 @@ def _grouped(states: dict[str, str]) -> list[str]:
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 STOP_MARGIN_S = 10.0
 STABLE_AFTER_S = 60.0
+# The idle llm worker that takes a dead one's place (RAGQ_LLM_STANDBY).
+STANDBY = "llm-standby"
 
 
 @dataclass
@@ -110,6 +113,9 @@ class Supervisor:
     commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
+    # Each llm worker's (and the standby's) Celery hostname, as `name@%h`.
+    hosts: dict[str, str] = field(default_factory=dict)
+    _engine_env: dict[str, str] = field(default_factory=dict)
     _started_at: dict[str, float] = field(default_factory=dict)
     _due: dict[str, float] = field(default_factory=dict)
     _streak: dict[str, int] = field(default_factory=dict)
@@ -129,6 +135,7 @@ class Supervisor:
                 lambda: subprocess.Popen(
                     command,
                     env={**self.env, **env},
+                    stdin=subprocess.PIPE if name == STANDBY else None,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -204,6 +211,10 @@ class Supervisor:
                 if name not in self._due:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(child.pid, signal.SIGKILL)
+                    if self._take_over(name):
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
+                        restarted.append(name)
+                        continue
                     quick = now - self._started_at.get(name, now) < STABLE_AFTER_S
                     streak = self._streak.get(name, 0) if quick else 0
                     self._streak[name] = streak + 1
@@ -271,18 +282,79 @@ class Supervisor:
         drain = {"REMAP_SIGTERM": "SIGQUIT"}
         self.start("cpu-worker", cpu, RAGQ_METRICS_PORT=str(self.metrics["cpu-worker"]), **drain)
         # Started with their engine's OpenMP set-up, so the engine's processes are forked.
-        engine_env = fork_env(self.env)
+        self._engine_env = {**fork_env(self.env), **drain}
         for n in range(1, s.llm_workers + 1):
             # Each its own hostname: a restarted one takes back its own predecessor's jobs.
             name, host = ("llm-worker", "llm") if n == 1 else (f"llm-worker-{n}", f"llm{n}")
-            llm = worker_command(host, [LLM_QUEUE], s.llm_worker_concurrency)
             self.metrics[name] = free_port()
-            self.start(name, llm, RAGQ_METRICS_PORT=str(self.metrics[name]), **engine_env, **drain)
+            self._start_llm(name, host)
         self.start("api", api_command(s))
         if s.flower_port:
             self.start("flower", flower_command(s))
         self.redis_url = url
         return url
+
+    def _start_llm(self, name: str, host: str) -> None:
+        """Start an llm worker (or, as STANDBY, the standby) under the Celery hostname `host`."""
+        self.hosts[name] = host
+        command = worker_command(host, [LLM_QUEUE], self.settings.llm_worker_concurrency)
+        role = {"RAGQ_STANDBY": "true"} if name == STANDBY else {}
+        port = {"RAGQ_METRICS_PORT": str(self.metrics[name])} if name in self.metrics else {}
+        self.start(name, command, **self._engine_env, **role, **port)
+
+    def start_standby(self) -> None:
+        """Start the standby llm worker (RAGQ_LLM_STANDBY; once the service is ready, so that its
+        engine does not slow the others' start), under a hostname no llm worker has."""
+        if STANDBY not in self.children:
+            self._start_llm(STANDBY, f"llm{self.settings.llm_workers + 1}")
+
+    def standing_by(self) -> bool:
+        """Whether the standby has loaded and waits for a place (its log says so)."""
+        try:
+            text = (self.logs / f"{STANDBY}.log").read_text(errors="replace")
+        except OSError:
+            return False
+        return STANDBY in self.children and STANDING_BY in text
+
+    def _take_over(self, name: str) -> bool:
+        """Put the standby in the place of the dead llm worker `name`, if there is a standby
+        alive; start a new standby under the dead one's hostname. Whether it did.
+
+        The standby re-enqueues the dead worker's jobs and serves its metrics port; its log
+        becomes `name`'s, the dead one's is kept as `name.prev.log`.
+        """
+        spare = self.children.get(STANDBY)
+        if (
+            name not in self.hosts
+            or name == STANDBY
+            or spare is None
+            or spare.poll() is not None
+            or spare.stdin is None
+            or STANDBY in self.held
+        ):
+            return False
+        dead_host = self.hosts[name]
+        takeover = Takeover(f"{dead_host}@%h", self.metrics.get(name, 0))
+        try:
+            spare.stdin.write(f"{takeover.line()}\n".encode())
+            spare.stdin.close()
+        except OSError:
+            return False  # it died meanwhile: restarted as any other child
+        logs = {n: self.logs / f"{n}.log" for n in (name, STANDBY)}
+        with contextlib.suppress(OSError):
+            logs[name].replace(self.logs / f"{name}.prev.log")
+        with contextlib.suppress(OSError):
+            logs[STANDBY].replace(logs[name])
+        self.children[name] = self.children.pop(STANDBY)
+        self.hosts[name] = self.hosts.pop(STANDBY)
+        command, env = self.commands.pop(STANDBY)
+        env = {k: v for k, v in env.items() if k != "RAGQ_STANDBY"}
+        env["RAGQ_METRICS_PORT"] = str(takeover.metrics_port)
+        self.commands[name] = (command, env)  # how this place is started should it die cold
+        self._started_at[name] = time.monotonic()
+        print(f"ragq: {name} died; the standby llm worker took its place", file=sys.stderr)
+        self._start_llm(STANDBY, dead_host)
+        return True
 
     def ensure_api_key(self, redis_url: str) -> None:
         """Outside production, store the development key (tenant `default`) if it is missing
@@ -406,6 +478,8 @@ def running(settings: Settings, env: dict[str, str], timeout: float = 600) -> It
     try:
         supervisor.redis_url = supervisor.start_all()
         supervisor.wait_ready(timeout)
+        if settings.llm_standby:
+            supervisor.start_standby()
     except RuntimeError:
         supervisor.stop()
         for log in sorted(logs.glob("*.log")):

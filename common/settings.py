@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     # llm workers `ragq up` starts, each with its own engine: with two, answers go on while one
     # restarts (README *Load with faults*).
     llm_workers: int = Field(default=1, ge=1)
+    # `ragq up` also keeps one llm worker loaded and idle, which takes a dead llm worker's place
+    # at once (a second engine's memory; README *Load with faults*).
+    llm_standby: bool = False
+    # Set by `ragq up` on that standby's process: once loaded, it waits for the takeover line on
+    # its standard input before it consumes (workers.standby).
+    standby: bool = False
     llm_gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
     llm_tensor_parallel_size: int = Field(default=1, ge=1)
     # None: eager on CPU (compiling the graph there takes minutes), compiled on a GPU.

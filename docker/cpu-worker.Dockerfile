@@ -82,4 +82,5 @@ EXPOSE 9101 9102
 HEALTHCHECK --interval=30s --timeout=20s --start-period=600s --retries=3 \
     CMD ["sh", "-c", "exec celery -A workers.celery_app inspect ping -d \"${WORKER_NODE}@${HOSTNAME}\" --timeout 5"]
 CMD ["celery", "-A", "workers.celery_app", "worker", "--concurrency", "8", \
-     "--queues", "ingest,query,webhooks", "--hostname", "cpu@%h", "--loglevel", "INFO"]
+     "--queues", "ingest,query,webhooks", "--hostname", "cpu@%h", "--loglevel", "INFO", \
+     "--without-mingle", "--without-gossip"]

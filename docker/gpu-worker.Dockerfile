@@ -79,4 +79,4 @@ EXPOSE 9102
 HEALTHCHECK --interval=30s --timeout=20s --start-period=900s --retries=3 \
     CMD ["sh", "-c", "exec celery -A workers.celery_app inspect ping -d \"${WORKER_NODE}@${HOSTNAME}\" --timeout 5"]
 # One vLLM engine per process; its batch (RAGQ_LLM_MAX_NUM_SEQS) is the worker's concurrency.
-CMD ["sh", "-c", "exec celery -A workers.celery_app worker --concurrency \"${RAGQ_LLM_MAX_NUM_SEQS}\" --queues llm --hostname 'llm@%h' --loglevel INFO"]
+CMD ["sh", "-c", "exec celery -A workers.celery_app worker --concurrency \"${RAGQ_LLM_MAX_NUM_SEQS}\" --queues llm --hostname 'llm@%h' --loglevel INFO --without-mingle --without-gossip"]

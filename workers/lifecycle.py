@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from common.liveness import announce_step, clear_step, process_instance, worker_
 from common.settings import get_settings
 from workers import engines, reconciler
 from workers.base import jobs_in_hand
+from workers.standby import STANDING_BY, wait_for_takeover
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +36,24 @@ def consumed_queues(worker: Any) -> list[str]:
 @signals.worker_init.connect
 def load_engines(sender: Any, **_: Any) -> None:
     """Re-enqueue the jobs this worker's previous process held, then load the models its queues
-    need before it takes its first task, telling `ragq up` (through Redis) which step it is on."""
+    need before it takes its first task, telling `ragq up` (through Redis) which step it is on.
+
+    A standby (RAGQ_STANDBY) loads first, then waits for the place of a worker that died and
+    takes back that worker's jobs instead (workers.standby)."""
     queues = set(consumed_queues(sender))
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url)
 
     def step(text: str) -> None:
+        if settings.standby:
+            return  # the worker it stands by for is the one `ragq up` shows
         try:
             announce_step(client, sender.hostname, queues, text)
         except redis.RedisError as exc:
             log.warning("could not record the start-up step: %s", exc)
 
-    try:
-        handover = reconciler.Reconciler(engines.job_store(), sender.app, settings)
-        outcome = handover.release_predecessor(sender.hostname)
-        if outcome.requeued or outcome.failed:
-            log.info("jobs of this worker's previous process: %s", outcome)
-    except redis.RedisError as exc:
-        log.warning("could not hand over the previous process's jobs: %s", exc)
+    if not settings.standby:
+        _release(sender.app, sender.hostname)
     if queues & {INGEST_QUEUE, QUERY_QUEUE}:
         step("loading the embedding model")
         engines.embedder()
@@ -64,13 +66,31 @@ def load_engines(sender: Any, **_: Any) -> None:
         if not enforce_eager(settings):
             step("starting vLLM, compiling its graph (minutes the first time)")
         engines.llm()
+    port = settings.metrics_port
+    if settings.standby:
+        # Printed: Celery's logging is not set up before the worker starts.
+        print(f"{STANDING_BY} (engines loaded)", file=sys.stderr, flush=True)
+        takeover = wait_for_takeover(sys.stdin)
+        print(f"taking the place of {takeover.predecessor}", file=sys.stderr, flush=True)
+        _release(sender.app, takeover.predecessor)
+        port = takeover.metrics_port
     step("starting the task consumer")
     client.close()
     log.info("engines ready for queues %s", sorted(queues))
-    port = settings.metrics_port
     if port:
         start_http_server(port)
         log.info("metrics on :%d/metrics", port)
+
+
+def _release(app: Any, hostname: str) -> None:
+    """Re-enqueue at once the jobs a dead process held under `hostname`."""
+    try:
+        handover = reconciler.Reconciler(engines.job_store(), app, get_settings())
+        outcome = handover.release_predecessor(hostname)
+        if outcome.requeued or outcome.failed:
+            log.info("jobs of %s's previous process: %s", hostname, outcome)
+    except redis.RedisError as exc:
+        log.warning("could not hand over the previous process's jobs: %s", exc)
 
 
 def _heartbeat(client: redis.Redis, key: str, value: Callable[[], str], every: float) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from cli.supervisor import Supervisor, claim_store, free_port, readiness, relevant_lines
+from cli.supervisor import STANDBY, Supervisor, claim_store, free_port, readiness, relevant_lines
 from common.settings import Settings
 
 
@@ -130,3 +130,25 @@ def test_ragq_up_starts_RAGQ_LLM_WORKERS_llm_workers_each_under_its_own_hostname
     assert hosts == ["llm@%h", "llm2@%h", "llm3@%h"]
     ports = {supervisor.commands[n][1]["RAGQ_METRICS_PORT"] for n in llm}
     assert len(ports) == 3 and set(supervisor.metrics) == {"cpu-worker", *llm}
+
+
+def test_the_standby_is_an_llm_worker_under_a_hostname_of_its_own_told_to_wait(
+    redis_url: str, tmp_path: Path
+) -> None:
+    url = redis_url.rsplit("/", 1)[0] + "/9"
+    settings = Settings(
+        redis_url=url, data_dir=tmp_path, llm_workers=2, flower_port=0, api_port=free_port()
+    )
+    supervisor = Recording(settings, tmp_path / "logs")
+    try:
+        supervisor.start_all()
+        supervisor.start_standby()
+    finally:
+        supervisor.stop()
+        redis.Redis.from_url(url).flushdb()
+    command, env = supervisor.commands[STANDBY]
+    assert command[command.index("--hostname") + 1] == "llm3@%h"
+    assert command[command.index("--queues") + 1] == "llm"
+    assert env["RAGQ_STANDBY"] == "true" and "RAGQ_METRICS_PORT" not in env
+    assert "RAGQ_STANDBY" not in supervisor.commands["llm-worker"][1]
+    assert supervisor.hosts == {"llm-worker": "llm", "llm-worker-2": "llm2", STANDBY: "llm3"}

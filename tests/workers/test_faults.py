@@ -6,6 +6,8 @@ folder and ports) instead of the session's, with a fast heartbeat and reconciler
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
 import signal
 import time
@@ -18,9 +20,11 @@ import psutil
 import pytest
 import redis
 
-from cli.supervisor import Supervisor, free_port, redis_answers, running
+from cli.client import RESTARTED, write_answer
+from cli.supervisor import STANDBY, Supervisor, free_port, redis_answers, running
 from common.keys import RECONCILER_LEASE_KEY
 from common.settings import Settings
+from ragq_client import Client, TokenEvent
 from tests.helpers import wait_job
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,8 +172,9 @@ def test_sigterm_hands_back_a_task_longer_than_the_grace(faulty: Faulty) -> None
     assert record["result"]["chunks"] == record["progress"]["total"]
 
 
-def answer_being_generated(http: httpx.Client) -> str:
-    """Ingest a document, ask a long answer about it; its job id once the llm worker has it."""
+def answer_being_generated(http: httpx.Client, worker: str = "llm@") -> str:
+    """Ingest a document, ask a long answer about it; its job id once the llm worker whose
+    hostname starts with `worker` has it."""
     ingested = http.post("/v1/documents", json={"text": LIGHTHOUSE, "title": "Quarnelle"})
     assert wait_job(http, ingested.json()["job_id"])["status"] == "succeeded"
     question = "Describe in detail everything the passages say about the Quarnelle lighthouse."
@@ -180,7 +185,7 @@ def answer_being_generated(http: httpx.Client) -> str:
     def generating() -> bool:
         record = http.get(f"/v1/jobs/{job_id}").json()
         assert record["status"] in ("queued", "running"), record
-        return str(record.get("worker") or "").startswith("llm@")
+        return str(record.get("worker") or "").startswith(worker)
 
     wait_for(generating, 240, "the llm worker to take the answer")
     return job_id
@@ -338,3 +343,53 @@ def test_workers_ride_out_a_redis_restart_busy_or_idle(faulty: Faulty) -> None:
     assert {name: faulty.pid(name) for name in workers} == workers
     assert supervisor.restarts == restarts
     assert time.monotonic() - back < 120
+
+
+def test_a_standby_takes_a_killed_llm_workers_place_and_its_answer_at_once(
+    faulty: Faulty,
+) -> None:
+    """RAGQ_LLM_STANDBY: the loaded standby becomes the llm worker (no restart), re-enqueues the
+    dead one's answer without a reconciler pass, and a new standby starts under the dead one's
+    hostname. Last in the module: the llm worker's hostname is another one afterwards."""
+    http, supervisor = faulty.http, faulty.supervisor
+    supervisor.start_standby()
+    try:
+        wait_for(supervisor.standing_by, 240, "the standby to load", every=0.5)
+        spare, hosts = faulty.pid(STANDBY), dict(supervisor.hosts)
+        assert hosts[STANDBY] != hosts["llm-worker"]
+        job_id = answer_being_generated(http, f"{hosts['llm-worker']}@")
+        restarts = supervisor.restarts.get("llm-worker", 0)
+        client = redis.Redis.from_url(supervisor.redis_url)
+        client.set(RECONCILER_LEASE_KEY, "test", px=600_000)
+        out = io.StringIO()
+        try:
+            with Client(supervisor.settings.base_url, supervisor.api_key) as ragq:
+                events = iter(ragq.events(job_id))
+                before = []
+                for event in events:
+                    before.append(event)
+                    if isinstance(event, TokenEvent):
+                        break  # the answer is streaming
+                os.kill(faulty.pid("llm-worker"), signal.SIGKILL)
+                write_answer(itertools.chain(before, events), out)
+            record = wait_job(http, job_id, timeout=120)
+        finally:
+            client.delete(RECONCILER_LEASE_KEY)
+            client.close()
+        assert record["status"] == "succeeded", record
+        assert record["attempts"] == 2
+        assert record["worker"].startswith(f"{hosts[STANDBY]}@")
+        # As `ragq ask` shows it: the lost attempt's text, a notice, then the whole answer anew.
+        lost, _, again = out.getvalue().partition(f"\n[{RESTARTED}]\n")
+        assert lost and again == record["result"]["answer"]
+        assert faulty.pid("llm-worker") == spare
+        assert supervisor.restarts["llm-worker"] == restarts + 1
+        assert supervisor.hosts == {"llm-worker": hosts[STANDBY], STANDBY: hosts["llm-worker"]}
+        assert faulty.pid(STANDBY) != spare
+        logs = supervisor.logs
+        assert "taking the place of" in (logs / "llm-worker.log").read_text(errors="replace")
+        assert (logs / "llm-worker.prev.log").exists()
+        answer = http.post("/v1/answers", json={"question": "When was the lighthouse first lit?"})
+        assert wait_job(http, answer.json()["job_id"], timeout=120)["status"] == "succeeded"
+    finally:
+        supervisor.stop_child(STANDBY)

@@ -22,8 +22,8 @@ or one of their children, such as vLLM's engine process) gets SIGKILL, and Redis
 once at half time; the supervisor restarts them (Redis on the same port, from its AOF), or with
 `--llm-standby` (RAGQ_LLM_STANDBY) puts its loaded standby in a dead llm worker's place. With
 `--chaos` the benchmark first runs the same schedule without faults on a fresh service, for
-`answer_p99_s_chaos_ratio`, unless `--baseline FILE` names the output of such a run (its last
-line; the rates must match).
+`answer_p99_s_chaos_ratio`, unless `--baseline FILE` names the output of such a run, or of an
+earlier `--chaos` run with its fault-free phase (its last line; the rates must match).
 
 At the end it stops sending, drains (waits up to `--drain-s` for every job to reach a final
 status and every webhook to arrive), and checks: per kind the achieved rate, latency from
@@ -429,16 +429,17 @@ def report(phase: Phase) -> dict[str, Any]:
 
 
 def read_baseline(path: Path, rates: dict[str, Any], parser: argparse.ArgumentParser) -> float:
-    """The answer p99 of an earlier run without faults at the same rates (its last JSON line)."""
+    """The answer p99 without faults of an earlier run at the same rates (its last JSON line):
+    a run without faults, or the fault-free phase of a run with them."""
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     try:
         earlier = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
         parser.error(f"--baseline {path}: its last line is not the JSON line of a run")
-    if earlier.get("chaos"):
-        parser.error(f"--baseline {path}: that run had faults")
     if earlier.get("rates") != rates:
         parser.error(f"--baseline {path}: rates {earlier.get('rates')} differ from {rates}")
+    if earlier.get("chaos"):
+        earlier = earlier.get("baseline") or {}
     p99 = earlier.get("answer_p99_s")
     if not p99:
         parser.error(f"--baseline {path}: no answer_p99_s")

@@ -317,11 +317,13 @@ class Supervisor:
         return STANDBY in self.children and STANDING_BY in text
 
     def _take_over(self, name: str) -> bool:
-        """Put the standby in the place of the dead llm worker `name`, if there is a standby
-        alive; start a new standby under the dead one's hostname. Whether it did.
+        """Put the standby in the place of the dead llm worker `name`, if a standby has loaded;
+        start a new standby under the dead one's hostname. Whether it did.
 
         The standby re-enqueues the dead worker's jobs and serves its metrics port; its log
-        becomes `name`'s, the dead one's is kept as `name.prev.log`.
+        becomes `name`'s, the dead one's is kept as `name.prev.log`. A standby that is still
+        loading is not taken: one that cannot start would otherwise replace itself without end,
+        past the restart backoff.
         """
         spare = self.children.get(STANDBY)
         if (
@@ -331,6 +333,7 @@ class Supervisor:
             or spare.poll() is not None
             or spare.stdin is None
             or STANDBY in self.held
+            or not self.standing_by()
         ):
             return False
         dead_host = self.hosts[name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -12,8 +13,17 @@ import httpx
 import pytest
 import redis
 
-from cli.supervisor import STANDBY, Supervisor, claim_store, free_port, readiness, relevant_lines
+from cli.supervisor import (
+    STANDBY,
+    Supervisor,
+    claim_store,
+    free_port,
+    readiness,
+    relevant_lines,
+)
 from common.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_flower_lists_the_workers(service) -> None:  # type: ignore[no-untyped-def]
@@ -152,3 +162,78 @@ def test_the_standby_is_an_llm_worker_under_a_hostname_of_its_own_told_to_wait(
     assert env["RAGQ_STANDBY"] == "true" and "RAGQ_METRICS_PORT" not in env
     assert "RAGQ_STANDBY" not in supervisor.commands["llm-worker"][1]
     assert supervisor.hosts == {"llm-worker": "llm", "llm-worker-2": "llm2", STANDBY: "llm3"}
+
+
+# A stand-in for an llm worker process with the standby's contract (workers.standby): it says it
+# stands by once "loaded", then writes the hand-over it reads; `ready=False` never loads.
+STAND_IN = """
+import sys, time
+from workers.standby import STANDING_BY
+if {ready}:
+    print(STANDING_BY, file=sys.stderr, flush=True)
+    print("took:", sys.stdin.readline().strip(), flush=True)
+time.sleep(60)
+"""
+
+
+class StandIns(Supervisor):
+    """A supervisor whose llm workers and standby are stand-ins, not Celery workers with vLLM."""
+
+    ready: bool = True
+
+    def _start_llm(self, name: str, host: str) -> None:
+        self.hosts[name] = host
+        script = STAND_IN.format(ready=self.ready or name != STANDBY)
+        self.start(name, [sys.executable, "-c", script], PYTHONPATH=str(REPO))
+
+
+def wait_until(check: object, what: str, timeout: float = 20) -> None:
+    """Poll `check()` until it holds."""
+    deadline = time.monotonic() + timeout
+    while not (callable(check) and check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_loaded_standby_takes_a_dead_llm_workers_place_hostname_port_and_log(
+    tmp_path: Path,
+) -> None:
+    logs = tmp_path / "logs"
+    supervisor = StandIns(Settings(data_dir=tmp_path, shutdown_grace_s=1), logs)
+    supervisor.metrics["llm-worker"] = 9123
+    try:
+        supervisor._start_llm("llm-worker", "llm")
+        supervisor.start_standby()
+        wait_until(supervisor.standing_by, "the standby to stand by")
+        spare = supervisor.children[STANDBY]
+        os.kill(supervisor.children["llm-worker"].pid, signal.SIGKILL)
+        wait_until(lambda: supervisor.keep_alive() == ["llm-worker"], "the takeover")
+        assert supervisor.children["llm-worker"] is spare and spare.poll() is None
+        assert supervisor.hosts == {"llm-worker": "llm2", STANDBY: "llm"}
+        assert supervisor.restarts == {"llm-worker": 1}
+        assert supervisor.children[STANDBY].pid != spare.pid
+        took = '{"predecessor": "llm@%h", "metrics_port": 9123}'
+        wait_until(lambda: took in (logs / "llm-worker.log").read_text(), "the hand-over line")
+        assert (logs / "llm-worker.prev.log").exists()
+        assert supervisor.commands["llm-worker"][1]["RAGQ_METRICS_PORT"] == "9123"
+    finally:
+        supervisor.stop()
+
+
+def test_a_standby_still_loading_is_not_taken_the_dead_worker_restarts_after_its_backoff(
+    tmp_path: Path,
+) -> None:
+    supervisor = StandIns(Settings(data_dir=tmp_path, shutdown_grace_s=1), tmp_path / "logs")
+    supervisor.ready = False
+    try:
+        supervisor._start_llm("llm-worker", "llm")
+        supervisor.start_standby()
+        first, spare = supervisor.children["llm-worker"], supervisor.children[STANDBY]
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        assert supervisor.keep_alive() == []  # no takeover, and the restart waits its backoff
+        wait_until(lambda: supervisor.keep_alive() == ["llm-worker"], "the restart")
+        assert supervisor.children[STANDBY] is spare
+        assert supervisor.hosts == {"llm-worker": "llm", STANDBY: "llm2"}
+    finally:
+        supervisor.stop()

@@ -119,19 +119,31 @@ class Recording(Supervisor):
         self.commands[name] = (command, env)
 
 
-def test_ragq_up_starts_RAGQ_LLM_WORKERS_llm_workers_each_under_its_own_hostname(
-    redis_url: str, tmp_path: Path
-) -> None:
+def recorded(redis_url: str, tmp_path: Path, llm_workers: int, standby: bool) -> Recording:
+    """What `ragq up` would start with this many llm workers (and the standby)."""
     url = redis_url.rsplit("/", 1)[0] + "/9"
     settings = Settings(
-        redis_url=url, data_dir=tmp_path, llm_workers=3, flower_port=0, api_port=free_port()
+        redis_url=url,
+        data_dir=tmp_path,
+        llm_workers=llm_workers,
+        flower_port=0,
+        api_port=free_port(),
     )
     supervisor = Recording(settings, tmp_path / "logs")
     try:
         supervisor.start_all()
+        if standby:
+            supervisor.start_standby()
     finally:
         supervisor.stop()
         redis.Redis.from_url(url).flushdb()
+    return supervisor
+
+
+def test_ragq_up_starts_RAGQ_LLM_WORKERS_llm_workers_each_under_its_own_hostname(
+    redis_url: str, tmp_path: Path
+) -> None:
+    supervisor = recorded(redis_url, tmp_path, 3, standby=False)
     llm = sorted(name for name in supervisor.commands if name.startswith("llm-worker"))
     assert llm == ["llm-worker", "llm-worker-2", "llm-worker-3"]
     hosts = [
@@ -145,17 +157,7 @@ def test_ragq_up_starts_RAGQ_LLM_WORKERS_llm_workers_each_under_its_own_hostname
 def test_the_standby_is_an_llm_worker_under_a_hostname_of_its_own_told_to_wait(
     redis_url: str, tmp_path: Path
 ) -> None:
-    url = redis_url.rsplit("/", 1)[0] + "/9"
-    settings = Settings(
-        redis_url=url, data_dir=tmp_path, llm_workers=2, flower_port=0, api_port=free_port()
-    )
-    supervisor = Recording(settings, tmp_path / "logs")
-    try:
-        supervisor.start_all()
-        supervisor.start_standby()
-    finally:
-        supervisor.stop()
-        redis.Redis.from_url(url).flushdb()
+    supervisor = recorded(redis_url, tmp_path, 2, standby=True)
     command, env = supervisor.commands[STANDBY]
     assert command[command.index("--hostname") + 1] == "llm3@%h"
     assert command[command.index("--queues") + 1] == "llm"

@@ -47,8 +47,10 @@ def up(timeout: float) -> None:
     if not settings.llm_model and not default_llm_dir(settings).exists():
         console.print("preparing the default language model (once)…")
         convert_default_llm(settings)
-    # SIGTERM (a process manager, `kill`) stops the children like Ctrl-C does.
+    # SIGTERM (a process manager, `kill`) stops the children like Ctrl-C does; and Ctrl-C (SIGINT)
+    # does so even where `ragq up` was started with SIGINT ignored, as a script's background job is.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logs = settings.data_dir / "logs"
     supervisor = Supervisor(settings, logs)
     announced = runtime.runtime_path(settings)

@@ -297,10 +297,15 @@ class Supervisor:
     def _start_llm(self, name: str, host: str) -> None:
         """Start an llm worker (or, as STANDBY, the standby) under the Celery hostname `host`."""
         self.hosts[name] = host
+        command, env = self._llm_command(name, host)
+        self.start(name, command, **env)
+
+    def _llm_command(self, name: str, host: str) -> tuple[list[str], dict[str, str]]:
+        """The command and environment of the llm worker `name` under the hostname `host`."""
         command = worker_command(host, [LLM_QUEUE], self.settings.llm_worker_concurrency)
         role = {"RAGQ_STANDBY": "true"} if name == STANDBY else {}
         port = {"RAGQ_METRICS_PORT": str(self.metrics[name])} if name in self.metrics else {}
-        self.start(name, command, **self._engine_env, **role, **port)
+        return command, {**self._engine_env, **role, **port}
 
     def start_standby(self) -> None:
         """Start the standby llm worker (RAGQ_LLM_STANDBY; once the service is ready, so that its
@@ -350,10 +355,8 @@ class Supervisor:
             logs[STANDBY].replace(logs[name])
         self.children[name] = self.children.pop(STANDBY)
         self.hosts[name] = self.hosts.pop(STANDBY)
-        command, env = self.commands.pop(STANDBY)
-        env = {k: v for k, v in env.items() if k != "RAGQ_STANDBY"}
-        env["RAGQ_METRICS_PORT"] = str(takeover.metrics_port)
-        self.commands[name] = (command, env)  # how this place is started should it die cold
+        # How this place is started should it die with no standby: as a worker, under its new host.
+        self.commands[name] = self._llm_command(name, self.hosts[name])
         self._started_at[name] = time.monotonic()
         print(f"ragq: {name} died; the standby llm worker took its place", file=sys.stderr)
         self._start_llm(STANDBY, dead_host)

@@ -27,7 +27,8 @@ from common.sparse import tokenize
 # A sentence ends at . ! or ? (with closing quotes or brackets, and markers that follow it), or
 # at a closing double quote with its marker (a quote's end, "…" [1]), before whitespace or the
 # end; or at a line break, except in prose, where lines are wrapped: there only at a blank line.
-_STOP = r"(?:[.!?]+[\"'”’)]*(?:\s*\[[\d\s,;]+\])*|[\"”](?:\s*\[[\d\s,;]+\])+)(?=\s|$)"
+_MARKER = r"(?:\s*\[[\d\s,;]+\])"
+_STOP = rf"(?:[.!?]+[\"'”’)]*{_MARKER}*|[\"”]{_MARKER}+)(?=\s|$)"
 _END = re.compile(_STOP + r"|\n")
 _PROSE_END = re.compile(_STOP + r"|\n[^\S\n]*\n\s*")
 _LAST_WORD = re.compile(r"(\S+?)[.!?]*$")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.chat = ChatService(jobs, store, settings)
         app.state.embeddings = EmbeddingService(client, celery, settings)
         app.state.usage = UsageService(client)
+        # What exists now lives as long as the process: out of the collector's way, so that a
+        # full collection under load walks only what requests allocate (p99 of a submit).
+        gc.freeze()
         try:
             yield
         finally:
@@ -96,8 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    # Inside the metrics middleware: a body that passes the limit while it is read raises from
-    # `receive` in the endpoint, not in the metrics middleware's task group.
+    # Inside the metrics middleware, which counts its 413s.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     metrics.install(app)
     authenticated = (

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.metrics import refresh_queue_gauges
+from api.body_limit import BodyLimit
+from api.metrics import Observe, refresh_queue_gauges
 from common.contract import (
     DELIVER_WEBHOOK_TASK,
     INGEST_QUEUE,
@@ -125,3 +129,61 @@ def test_llm_worker_counts_tokens(service, http: httpx.Client) -> None:  # type:
         value(after, "ragq_llm_ttft_seconds_count")
         == value(before, "ragq_llm_ttft_seconds_count") + 1
     )
+
+
+def observed_app() -> FastAPI:
+    """An app behind `Observe` with a slow stream, a failure, and the body limit inside."""
+    app = FastAPI()
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def parts() -> AsyncIterator[bytes]:
+            yield b"first"
+            await asyncio.sleep(0.6)
+            yield b"last"
+
+        return StreamingResponse(parts())
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    app.add_middleware(BodyLimit, max_bytes=10)
+    app.add_middleware(Observe)
+    return app
+
+
+def count(route: str, method: str, status: str) -> float:
+    """`ragq_http_requests_total` of this process for one route, method and status."""
+    labels = {"route": route, "method": method, "status": status}
+    return REGISTRY.get_sample_value("ragq_http_requests_total", labels) or 0.0
+
+
+async def exchange() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+    """A stream, a failure and a body over the limit, through `observed_app`."""
+    transport = httpx.ASGITransport(app=observed_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        streamed = await client.get("/stream")
+        failed = await client.get("/boom")
+        refused = await client.post("/anything", content=b"x" * 11)
+    return streamed, failed, refused
+
+
+def test_requests_are_counted_by_status_and_timed_to_their_first_byte() -> None:
+    """A stream's latency ends when its response starts; an error raised by the app counts
+    as the 500 it becomes, and the body limit's 413, answered before routing, as unmatched."""
+    latency = "ragq_http_request_duration_seconds"
+    timed = {"route": "/stream", "method": "GET"}
+    before = (
+        REGISTRY.get_sample_value(f"{latency}_sum", timed) or 0.0,
+        count("/stream", "GET", "200"),
+        count("/boom", "GET", "500"),
+        count("unmatched", "POST", "413"),
+    )
+    streamed, failed, refused = asyncio.run(exchange())
+    assert (streamed.content, failed.status_code, refused.status_code) == (b"firstlast", 500, 413)
+    waited = (REGISTRY.get_sample_value(f"{latency}_sum", timed) or 0.0) - before[0]
+    assert 0 <= waited < 0.3, f"timed to the end of the stream: {waited:.3f} s"
+    assert count("/stream", "GET", "200") == before[1] + 1
+    assert count("/boom", "GET", "500") == before[2] + 1
+    assert count("unmatched", "POST", "413") == before[3] + 1

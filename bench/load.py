@@ -317,6 +317,29 @@ def minutes_p50(phase: Phase) -> list[float | None]:
     ]
 
 
+def slowest_answers(phase: Phase, count: int = 5) -> list[str]:
+    """The slowest succeeded answers: when each was sent, how long it took, its attempts, and
+    the faults between its request and its end (what a p99 is made of)."""
+    timed = [
+        (s, j)
+        for j in phase.traffic.jobs
+        if j.kind == "answer" and j.record is not None
+        if j.record.status == JobStatus.SUCCEEDED and (s := latency_s(j)) is not None
+    ]
+    lines = []
+    for seconds, job in sorted(timed, key=lambda t: t[0], reverse=True)[:count]:
+        sent = job.sent - phase.started
+        end = sent + seconds
+        during = [f"{f.target} at {f.at_s:.0f} s" for f in phase.faults if sent <= f.at_s <= end]
+        ttft = "-" if job.ttft_s is None else f"{job.ttft_s:.2f} s"
+        attempts = job.record.attempts if job.record else None
+        lines.append(
+            f"sent at {sent:.0f} s: {seconds:.2f} s, first token {ttft}, attempts {attempts}, "
+            f"faults meanwhile: {', '.join(during) or 'none'}"
+        )
+    return lines
+
+
 def figures(phase: Phase) -> dict[str, Any]:
     """The phase's figures for the JSON line."""
     t = phase.traffic
@@ -414,6 +437,9 @@ def report(phase: Phase) -> dict[str, Any]:
     print(f"memory at the end:    Redis {phase.end.redis_mb} MB, RSS {phase.end.rss_mb}")
     per_minute = minutes_p50(phase)
     print(f"answers' p50 s by the minute they were sent: {per_minute}")
+    print("slowest answers:")
+    for line in slowest_answers(phase):
+        print(f"  {line}")
     if phase.faults:
         print(f"faults: {len(phase.faults)}; restarts by the supervisor: {phase.restarts}")
     for job in [j for j in t.jobs if not final(j)][:20]:

@@ -30,12 +30,21 @@ def process_instance() -> str:
 
 
 def worker_value(
-    queues: Iterable[str], pid: int, instance: str = "", jobs: Iterable[str] = ()
+    queues: Iterable[str],
+    pid: int,
+    instance: str = "",
+    jobs: Iterable[str] = (),
+    received: Iterable[str] | None = None,
 ) -> str:
-    """What a worker's liveness key holds: its queues, process, and the jobs it runs now."""
-    return json.dumps(
-        {"queues": sorted(queues), "pid": pid, "instance": instance, "jobs": sorted(jobs)}
-    )
+    """What a worker's liveness key holds: its queues, process, the jobs it runs now, and the
+    jobs whose messages it has taken and not finished (`received`: None leaves it out, as a
+    worker of an older version does)."""
+    value: dict[str, object] = {
+        "queues": sorted(queues), "pid": pid, "instance": instance, "jobs": sorted(jobs)
+    }  # fmt: skip
+    if received is not None:
+        value["received"] = sorted(received)
+    return json.dumps(value)
 
 
 def served_queues(values: Iterable[str | bytes | None]) -> set[str]:
@@ -57,6 +66,15 @@ def announced_jobs(value: str | bytes | None) -> frozenset[str] | None:
         return None
     jobs = json.loads(value).get("jobs")
     return None if jobs is None else frozenset(jobs)
+
+
+def announced_received(value: str | bytes | None) -> frozenset[str] | None:
+    """The jobs a liveness key's value says its worker has taken messages of and not finished
+    (None: the key is gone, or its worker does not say)."""
+    if not value:
+        return None
+    received = json.loads(value).get("received")
+    return None if received is None else frozenset(received)
 
 
 def holder_alive(client: redis.Redis, hostname: str, instance: str) -> bool:

@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     # Delivery: the reconciler re-enqueues jobs a dead worker held, or whose message was lost.
     reconcile_interval_s: float = Field(default=15.0, gt=0.0)
     reconcile_stale_s: float = Field(default=300.0, gt=0.0)
+    # Sooner, where every live worker's heartbeat lists the jobs whose messages it holds: a job
+    # whose message is in no queue and in no worker's hands on two passes is sent again.
+    reconcile_lost_s: float = Field(default=10.0, gt=0.0)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     idempotency_wait_s: float = Field(default=10.0, ge=0.0)
 

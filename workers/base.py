@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from celery import Task
+from celery.worker import state
 
 from common.telemetry import TASK_FAILURES
 from workers import engines
@@ -21,6 +22,18 @@ def jobs_in_hand() -> list[str]:
     """Ids of the jobs whose task runs in this process now (the heartbeat announces them)."""
     with _in_hand_lock:
         return sorted(_in_hand)
+
+
+def jobs_received() -> list[str]:
+    """Ids of the jobs whose messages this worker process has taken and not finished: waiting
+    for a pool slot or an ETA, or running (what Celery's worker state holds, by first argument;
+    a message popped from its queue is in no list but this one)."""
+    found = set()
+    for request in list(state.requests.values()):
+        args = request.args
+        if args and isinstance(args[0], str):
+            found.add(args[0])
+    return sorted(found)
 
 
 class JobTask(Task):  # type: ignore[misc]

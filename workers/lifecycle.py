@@ -18,7 +18,7 @@ from common.keys import worker_key
 from common.liveness import announce_step, clear_step, process_instance, worker_value
 from common.settings import get_settings
 from workers import engines, reconciler
-from workers.base import jobs_in_hand
+from workers.base import jobs_in_hand, jobs_received
 from workers.standby import STANDING_BY, wait_for_takeover
 
 log = logging.getLogger(__name__)
@@ -105,14 +105,16 @@ def _heartbeat(client: redis.Redis, key: str, value: Callable[[], str], every: f
 
 @signals.worker_ready.connect
 def announce(sender: Any, **_: Any) -> None:
-    """Start this worker's heartbeat (its queues, pid, instance and the jobs it runs) and its
-    reconciler loop."""
+    """Start this worker's heartbeat (its queues, pid, instance, the jobs it runs and those
+    whose messages it holds) and its reconciler loop."""
     settings = get_settings()
     hostname = sender.hostname
     queues = consumed_queues(sender.controller)
 
     def value() -> str:
-        return worker_value(queues, os.getpid(), process_instance(), jobs_in_hand())
+        return worker_value(
+            queues, os.getpid(), process_instance(), jobs_in_hand(), jobs_received()
+        )
 
     client = redis.Redis.from_url(settings.redis_url)
     heartbeat = threading.Thread(

@@ -9,10 +9,13 @@ worker (popped, then the connection dropped) never comes back at all. A pass loo
   no longer lists, is released and its first task sent again, or it fails as `poison_job` when
   its attempts are used up;
 - at most `LIMIT` of the jobs no worker holds (`queued`, or `running` but released to its next
-  stage), those of lowest score in `ACTIVE_JOBS_KEY` once that score is `RAGQ_RECONCILE_STALE_S`
+  stage), those of lowest score in `ACTIVE_JOBS_KEY` once that score is `RAGQ_RECONCILE_LOST_S`
   old: one whose message is not waiting in a broker queue has its first task sent again (at most
-  `max_attempts` times, then it fails as `job_lost`); the others are scored anew so that the
-  next pass takes the next ones.
+  `max_attempts` times, then it fails as `job_lost`) once it was sent `RAGQ_RECONCILE_STALE_S`
+  ago, or sooner when no live worker holds its message either, on two passes some heartbeats
+  apart (each heartbeat lists the jobs whose messages its worker has taken and not finished;
+  a message a killed worker popped, or took and had not started, is in no list); the others are
+  scored anew so that the next pass takes the next ones.
 
 So a pass costs the held jobs plus `LIMIT`, whatever the backlog. Whether a message waits is
 read from the oldest `WINDOW` messages of each broker list, not the whole list: kombu pushes on
@@ -59,10 +62,11 @@ from common.keys import (
     HELD_JOBS_KEY,
     RECONCILER_BACKFILL_KEY,
     RECONCILER_LEASE_KEY,
+    WORKER_KEY_PREFIX,
     job_key,
     worker_key,
 )
-from common.liveness import announced_instance, announced_jobs
+from common.liveness import announced_instance, announced_jobs, announced_received
 from common.schemas import JobKind, JobStatus
 from common.settings import Settings
 from common.telemetry import RECONCILED
@@ -292,6 +296,8 @@ class Reconciler:
         self.window = window
         # When each running job was first seen without a heartbeat from its holder.
         self._suspects: dict[str, float] = {}
+        # When each unheld job was first seen with its message in no queue and no worker's hands.
+        self._unseen: dict[str, float] = {}
         self._read = self.redis.register_script(READ_SCRIPT)
 
     def acquire(self) -> bool:
@@ -347,15 +353,31 @@ class Reconciler:
                 self._place(job_id, outcome)
         self.redis.set(RECONCILER_BACKFILL_KEY, str(cursor) if cursor else "done")
 
+    def _in_hands(self) -> frozenset[str] | None:
+        """The jobs whose messages a live worker has taken and not finished (None when a live
+        worker does not say, as one of an older version)."""
+        keys = list(self.redis.scan_iter(f"{WORKER_KEY_PREFIX}*", count=1000))
+        found: set[str] = set()
+        for value in self.redis.mget(keys) if keys else []:  # type: ignore[union-attr]
+            if value is None:
+                continue  # gone since the scan
+            received = announced_received(value)  # type: ignore[arg-type]
+            if received is None:
+                return None
+            found |= received
+        return frozenset(found)
+
     def _check_unheld(self, now: float, outcome: Outcome) -> None:
-        """Re-send the stale jobs of lowest score whose message is gone; score the rest anew."""
+        """Re-send the jobs of lowest score whose message is gone; score the rest anew."""
         stale_s = self.settings.reconcile_stale_s
-        cutoff = now - stale_s
+        lost_s = min(self.settings.reconcile_lost_s, stale_s)
+        cutoff = now - lost_s
         ids: list[str] = self.redis.zrangebyscore(  # type: ignore[assignment]
             ACTIVE_JOBS_KEY, "-inf", cutoff, start=0, num=self.limit
         )
         outcome.examined = len(ids)
         tails: dict[str, Tail] | None = None
+        young: list[tuple[str, dict[str, str]]] = []
         later: dict[str, float] = {}
         for job_id, raw in self._records(ids):
             status, held = raw.get("status"), bool(raw.get("worker_instance"))
@@ -366,18 +388,45 @@ class Reconciler:
                 self._place(job_id, outcome)  # ended, expired, or held
                 continue
             sent = _sent_at(raw)
-            if now - sent < stale_s:
+            if now - sent < lost_s:
                 later[job_id] = sent  # sent again since it was scored
                 continue
             if tails is None:
                 tails = read_tails(self.redis, broker_lists(), self.window)
-            if verdict(tails, job_id, expected_lists(raw), sent, stale_s) is Verdict.MISSING:
+            if verdict(tails, job_id, expected_lists(raw), sent, stale_s) is not Verdict.MISSING:
+                later[job_id] = cutoff  # after the jobs due and not yet looked at
+                continue
+            if now - sent >= stale_s:
                 self._resend(job_id, raw, outcome)
             else:
-                later[job_id] = cutoff  # after the stale jobs not yet looked at
+                young.append((job_id, raw))
+        for job_id in self._check_unseen(young, now, outcome):
+            later[job_id] = cutoff
         if later:
             # Never lowers a score, nor adds back a job that was claimed or ended meanwhile.
             self.redis.zadd(ACTIVE_JOBS_KEY, later, xx=True, gt=True)  # type: ignore[arg-type]
+
+    def _check_unseen(
+        self, jobs: list[tuple[str, dict[str, str]]], now: float, outcome: Outcome
+    ) -> list[str]:
+        """Re-send the jobs, not yet stale, whose messages no queue holds and no live worker has
+        held since an earlier pass some heartbeats ago; the others, to be looked at again."""
+        hands = self._in_hands() if jobs else None
+        unseen: dict[str, float] = {}
+        again = []
+        for job_id, raw in jobs:
+            if hands is None or job_id in hands:
+                again.append(job_id)
+                continue
+            # A worker lists a message it took at its next heartbeat.
+            first = unseen[job_id] = self._unseen.get(job_id, now)
+            if now - first >= 2 * self.settings.worker_heartbeat_s:
+                del unseen[job_id]
+                self._resend(job_id, raw, outcome)
+            else:
+                again.append(job_id)
+        self._unseen = unseen
+        return again
 
     def _check_held(self, now: float, outcome: Outcome) -> None:
         """Release the held jobs whose holder is gone, restarted, or no longer runs them."""

@@ -35,6 +35,7 @@ from workers.reconciler import Reconciler, waiting_job_ids
 # Long enough that a job is not yet stale when the pass right after its creation runs, even on
 # a busy machine.
 STALE_S = 1.0
+LOST_S = 0.4
 
 
 def _clean(client: redis.Redis) -> None:
@@ -135,6 +136,60 @@ def test_a_job_whose_message_keeps_getting_lost_fails(
     record = store.get(job_id)
     assert record is not None and record.status is JobStatus.FAILED
     assert record.error is not None and record.error.code == "job_lost"
+
+
+def holding(store: JobStore, hostname: str, received: tuple[str, ...] | None) -> None:
+    """Write a heartbeat of a worker that holds the messages of `received` (None: a worker of
+    an older version, which does not say)."""
+    value = worker_value(["ingest"], 1, hostname, (), received)
+    store.redis.set(worker_key(hostname), value, ex=60)
+
+
+def quick(settings: Settings) -> Settings:
+    """Settings where a missing message is stale only after a minute, and lost after LOST_S
+    when no worker holds it."""
+    return settings.model_copy(update={"reconcile_stale_s": 60.0, "reconcile_lost_s": LOST_S})
+
+
+def test_a_message_in_no_queue_and_no_workers_hands_is_sent_again_long_before_it_is_stale(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    """A message a killed worker popped, or took and had not started, is in no queue and in
+    no live worker's heartbeat: sent again on the second pass that finds it so, not after
+    RAGQ_RECONCILE_STALE_S."""
+    store, reconciler = make(quick(settings), celery)
+    taken, lost = create(url), create(url)
+    waiting = sent(celery, create(url))
+    holding(store, "cpu@a", (taken,))  # a live worker took its message, not started yet
+    holding(store, "cpu@b", ())
+    assert reconciler.run_once().examined == 0  # younger than LOST_S
+
+    time.sleep(LOST_S + 0.1)
+    first = reconciler.run_once()
+    # Once is not enough: a worker lists a message it took at its next heartbeat.
+    assert first.examined == 3 and first.requeued == []
+    time.sleep(2 * settings.worker_heartbeat_s + 0.05)
+    assert reconciler.run_once().requeued == [lost]
+    assert waiting_job_ids(store.redis) == {lost, waiting}
+    assert store.raw(lost)["requeues"] == "1"
+    time.sleep(LOST_S + 0.1)
+    assert reconciler.run_once().requeued == []  # its new message waits; `taken` is held
+
+
+def test_a_missing_message_waits_until_stale_where_a_worker_does_not_say_what_it_holds(
+    url: str, settings: Settings, celery: Celery
+) -> None:
+    """With a worker of an older version alive, no list is complete: RAGQ_RECONCILE_STALE_S."""
+    quick_settings = quick(settings).model_copy(update={"reconcile_stale_s": 1.5})
+    store, reconciler = make(quick_settings, celery)
+    lost = create(url)
+    holding(store, "cpu@new", ())
+    holding(store, "cpu@old", None)
+    for _ in range(3):
+        time.sleep(LOST_S)
+        assert reconciler.run_once().requeued == []
+    time.sleep(1.6 - 3 * LOST_S)
+    assert reconciler.run_once().requeued == [lost]
 
 
 def test_a_job_held_by_a_restarted_worker_is_released_and_sent_again(

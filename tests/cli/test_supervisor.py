@@ -22,6 +22,7 @@ from cli.supervisor import (
     relevant_lines,
 )
 from common.settings import Settings
+from workers.llm_engine import bound_cpus, fork_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -185,8 +186,13 @@ class StandIns(Supervisor):
 
     def _start_llm(self, name: str, host: str) -> None:
         self.hosts[name] = host
+        _, env = self._llm_command(name, host)  # what the llm worker would get
         script = STAND_IN.format(ready=self.ready or name != STANDBY)
-        self.start(name, [sys.executable, "-c", script], PYTHONPATH=str(REPO))
+        self.start(name, [sys.executable, "-c", script], **env, PYTHONPATH=str(REPO))
+
+    def cpus(self, name: str) -> set[int]:
+        """The CPUs the engine of `name` is bound to."""
+        return bound_cpus(self.commands[name][1])
 
 
 def wait_until(check: object, what: str, timeout: float = 20) -> None:
@@ -200,6 +206,9 @@ def wait_until(check: object, what: str, timeout: float = 20) -> None:
 def test_a_loaded_standby_takes_a_dead_llm_workers_place_hostname_port_and_log(
     tmp_path: Path,
 ) -> None:
+    # Where engines are bound to CPUs (vLLM for CPU, two CPUs or more), the CPUs they leave.
+    cpus = os.sched_getaffinity(0)
+    allowed = cpus if fork_env({}) and len(cpus) > 1 else set()
     logs = tmp_path / "logs"
     supervisor = StandIns(Settings(data_dir=tmp_path, shutdown_grace_s=1), logs)
     supervisor.metrics["llm-worker"] = 9123
@@ -208,10 +217,18 @@ def test_a_loaded_standby_takes_a_dead_llm_workers_place_hostname_port_and_log(
         supervisor.start_standby()
         wait_until(supervisor.standing_by, "the standby to stand by")
         spare = supervisor.children[STANDBY]
+        spare_cpus = supervisor.cpus(STANDBY)
+        # The standby loads on the CPU the serving engine leaves free (on two cores, the other).
+        assert allowed - supervisor.cpus("llm-worker") <= spare_cpus
+        assert not allowed or spare_cpus != supervisor.cpus("llm-worker")
         os.kill(supervisor.children["llm-worker"].pid, signal.SIGKILL)
         wait_until(lambda: supervisor.keep_alive() == ["llm-worker"], "the takeover")
         assert supervisor.children["llm-worker"] is spare and spare.poll() is None
         assert supervisor.hosts == {"llm-worker": "llm2", STANDBY: "llm"}
+        # The place keeps the standby's CPUs (and restarts on them); the new standby takes
+        # those the promoted engine leaves free.
+        assert supervisor.cpus("llm-worker") == spare_cpus
+        assert allowed - spare_cpus <= supervisor.cpus(STANDBY)
         assert supervisor.restarts == {"llm-worker": 1}
         assert supervisor.children[STANDBY].pid != spare.pid
         took = '{"predecessor": "llm@%h", "metrics_port": 9123}'

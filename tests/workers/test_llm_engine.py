@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.llm_engine import OPENMP_VARIABLES, cpu_flags, engine_dtype, fork_env
+from workers.llm_engine import OPENMP_VARIABLES, bound_cpus, cpu_flags, engine_dtype, fork_env
 
 
 def test_binds_all_cpus_but_one_and_preloads_torchs_libgomp() -> None:
@@ -20,6 +20,16 @@ def test_binds_all_cpus_but_one_and_preloads_torchs_libgomp() -> None:
     libgomp = Path(env["LD_PRELOAD"])
     assert libgomp.name.startswith("libgomp") and libgomp.exists()
     assert libgomp.parent.parent.name == "torch"
+
+
+def test_a_standby_beside_serving_engines_takes_the_cpus_they_leave_first() -> None:
+    """On two cores the standby's engine loads on the other one; on more, it keeps the size of
+    an engine and takes the free CPU first."""
+    assert fork_env({}, cpus=[0, 1], avoid=[0])["VLLM_CPU_OMP_THREADS_BIND"] == "1"
+    assert fork_env({}, cpus=[0, 1], avoid=[1])["VLLM_CPU_OMP_THREADS_BIND"] == "0"
+    assert bound_cpus(fork_env({}, cpus=[0, 1, 2, 3], avoid=[0, 1, 2])) == {0, 1, 3}
+    assert bound_cpus(fork_env({}, cpus=[0, 1, 2, 3], avoid=[9])) == {0, 1, 2}
+    assert bound_cpus({}) == set()
 
 
 def test_one_cpu_is_used_alone() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.asgi import HttpMiddleware
 from api.errors import ApiError, error_response
 
 
@@ -14,19 +15,16 @@ class BodyTooLarge(ApiError):
         super().__init__(413, "request_too_large", f"request bodies are limited to {limit} bytes")
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """ASGI middleware: a declared Content-Length over the limit is answered 413 at once; a
     streamed body is counted as it is read and fails with 413 when it passes the limit."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the declared length, then count the bytes as the app reads them."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             error = BodyTooLarge(self.max_bytes)

@@ -18,8 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from api.asgi import HttpMiddleware, Sent
 from api.openai_schemas import is_openai_path, openai_error
 from common.schemas import ErrorInfo
 
@@ -146,32 +147,20 @@ def install(app: FastAPI) -> None:
     app.add_middleware(Unexpected)
 
 
-class Unexpected:
+class Unexpected(HttpMiddleware):
     """ASGI middleware: an unhandled error becomes a 500 in the error shape, logged once.
 
     Left to Starlette, the error would be logged by our handler and again by the server, to
     which Starlette raises it after answering.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app; answer 500 for what it raises, if it has not started an answer."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        sent = Sent(send)
         try:
-            await self.app(scope, receive, tracked)
+            await self.app(scope, receive, sent)
         except Exception as exc:
-            if started:
+            if sent.status is not None:
                 raise  # too late for an answer: the server logs it and closes the connection
             log.exception("unhandled error: %r", exc)
             response = error_response(

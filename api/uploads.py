@@ -120,7 +120,8 @@ async def document_upload(
         return await _file_upload(file, settings.max_upload_bytes, form), fingerprint
     if is_json(request):
         doc = _validated(await _json_object(request))
-        fingerprint = json_fingerprint(request_scope(request), await request.body())
+        scope = request_scope(request)
+        fingerprint = json_fingerprint(scope, await request.body()) if idempotency_key else ""
         upload = Upload(
             doc.text.encode("utf-8"),
             None,

@@ -41,7 +41,9 @@ async def submit_answer(
     idempotency_key: IdempotencyKeyDep = None,
 ) -> JobAccepted:
     """Queue an answer job; answers 202 with its job id (200 for a repeated Idempotency-Key)."""
-    fingerprint = json_fingerprint(request_scope(request), await request.body())
+    # Only a request with an Idempotency-Key is compared with another.
+    scope = request_scope(request)
+    fingerprint = json_fingerprint(scope, await request.body()) if idempotency_key else ""
     return await idempotency.respond(
         response,
         access.scope(tenant),

@@ -311,8 +311,10 @@ class JobStore:
         job_id: str,
         decide: Callable[[dict[str, str]], Update | None],
         guard: Guard | None = None,
+        also: Callable[[redis.client.Pipeline], object] | None = None,
     ) -> tuple[dict[str, str], Update | None]:
-        """Apply the change `decide` makes of the record, deciding again if it changed meanwhile.
+        """Apply the change `decide` makes of the record, deciding again if it changed meanwhile;
+        `also`'s writes go in the same transaction.
 
         Returns the record read and the change applied (None when `decide` or the guard
         declined: after a concurrent writer, `decide` sees what that writer did).
@@ -331,6 +333,8 @@ class JobStore:
                     pipe.multi()
                     if guard is not None:
                         guard.write(pipe)
+                    if also is not None:
+                        also(pipe)
                     args = update.script_args(self.ttl_s)
                     self._update(keys=job_update_keys(job_id), args=args, client=pipe)
                     (*_, applied) = pipe.execute()
@@ -348,7 +352,12 @@ class JobStore:
         return not (holder and holder_alive(self.redis, raw.get("worker", ""), holder))
 
     def start(self, job_id: str, worker: str, *, handoff: bool = False) -> bool:
-        """Claim a job for this worker process; False if it should not run here.
+        """Claim a job for this worker process (see `claim`); False if it should not run here."""
+        return self.claim(job_id, worker, handoff=handoff) is not None
+
+    def claim(self, job_id: str, worker: str, *, handoff: bool = False) -> dict[str, str] | None:
+        """Claim a job for this worker process: its record as the claim left it (read in the
+        same round trips, so the task needs no second read), or None if it should not run here.
 
         A queued job, or a running one whose holder is gone (a re-delivery), is claimed and its
         attempt counter goes up. A running job that a live worker holds is left alone, so a
@@ -381,29 +390,38 @@ class JobStore:
         raw, update = self._apply_watched(job_id, decide)
         if poisoned:
             self.fail(job_id, "poison_job", f"the job's worker was lost {poisoned[0] - 1} times")
-            return False
+            return None
         if update is None:
-            return False
+            return None
         attempts = int(update.fields["attempts"])
         if raw.get("status") == JobStatus.QUEUED and attempts == 1:
             JOB_QUEUE_WAIT.labels(raw["kind"]).observe(seconds_since(raw["created_at"]))
         elif raw.get("released") != "handoff":
             TASK_RETRIES.labels(raw["kind"]).inc()
-        return True
+        return {**raw, **update.fields}
 
-    def release(self, job_id: str, reason: str, holder: str | None = None) -> bool:
+    def release(
+        self,
+        job_id: str,
+        reason: str,
+        holder: str | None = None,
+        also: Callable[[redis.client.Pipeline], object] | None = None,
+    ) -> bool:
         """Leave a running job held by no worker: handed to its next stage, or re-enqueued.
 
-        With `holder`, only if that worker instance still holds it (the reconciler's check).
+        With `holder`, only if that worker instance still holds it (the reconciler's check);
+        `also` adds writes (the next stage's message) to the release's transaction.
         """
 
         def decide(raw: dict[str, str]) -> Update | None:
+            if raw.get("status") != JobStatus.RUNNING:
+                return None
             if holder is not None and raw.get("worker_instance", "") != holder:
                 return None
             fields = {"worker_instance": "", "released": reason, "enqueued_at": now_iso()}
             return Update(frozenset({JobStatus.RUNNING}), fields)
 
-        return self._apply_watched(job_id, decide)[1] is not None
+        return self._apply_watched(job_id, decide, also=also)[1] is not None
 
     def finish(
         self,

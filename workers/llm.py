@@ -132,9 +132,9 @@ def generate(
 ) -> None:
     """Generate a running answer job's answer from its rendered prompt, streaming the tokens."""
     store = engines.job_store()
-    if not store.start(job_id, worker=self.request.hostname or "?", handoff=True):
+    raw = store.claim(job_id, worker=self.request.hostname or "?", handoff=True)
+    if raw is None:
         return
-    raw = store.raw(job_id)
     settings = get_settings()
     deadline_s = float(raw.get("deadline_s") or settings.answer_deadline_s)
     deadline = datetime.fromisoformat(raw["created_at"]).timestamp() + deadline_s

@@ -8,7 +8,9 @@ from typing import Any
 from common import conversation, prompt, usage
 from common.access import ACCESS_GROUPS, Access, loads_groups
 from common.contract import EMBED_TASK, GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
+from common.jobs import Update
 from common.keys import doc_key, groups_pending_key
+from common.messages import TaskMessages
 from common.schemas import (
     AnswerResult,
     Citation,
@@ -26,6 +28,7 @@ from workers.base import JobTask
 from workers.celery_app import app
 
 REPLY_TTL_S = 60
+MESSAGES = TaskMessages(app)
 NOT_COVERED = "The documents do not cover this question."
 
 
@@ -160,10 +163,10 @@ def _not_covered(job_id: str, passages: list[Citation], relevance: float | None)
 def retrieve(self: JobTask, job_id: str) -> None:
     """Retrieve an answer job's passages, render its prompt and enqueue its generation."""
     store = engines.job_store()
-    if not store.start(job_id, worker=self.request.hostname or "?"):
+    raw = store.claim(job_id, worker=self.request.hostname or "?")
+    if raw is None:
         return
     settings = get_settings()
-    raw = store.raw(job_id)
     flt = SearchFilter.model_validate_json(raw["filter"]) if raw.get("filter") else None
     mode = SearchMode(raw.get("mode") or settings.search_mode)
     min_relevance = float(raw.get("min_relevance") or 0.0)
@@ -203,11 +206,17 @@ def retrieve(self: JobTask, job_id: str) -> None:
         quote,
     )
     citations = [c.model_dump() for c in used]
-    store.emit(job_id, EventName.PASSAGES, citations)
-    store.progress(job_id, 1, 2)
-    # Released before the message goes, so the llm worker can claim the job as its holder.
-    if store.release(job_id, "handoff"):
-        app.send_task(GENERATE_TASK, args=[job_id, ids, citations], task_id=f"{job_id}-generate")
+    passages_found = Update(
+        frozenset({JobStatus.RUNNING}),
+        {"done": "1", "total": "2"},
+        ((EventName.PASSAGES, citations), (EventName.PROGRESS, {"done": 1, "total": 2})),
+    )
+    if not store.apply(job_id, passages_found):
+        return  # cancelled meanwhile
+    # Released with the generation's message in one transaction: the llm worker can claim the
+    # job as its holder as soon as the message is there, and neither is stored without the other.
+    queue, message = MESSAGES.build(GENERATE_TASK, f"{job_id}-generate", [job_id, ids, citations])
+    store.release(job_id, "handoff", also=lambda pipe: pipe.lpush(queue, message))
 
 
 @app.task(name=SEARCH_TASK, ignore_result=True)

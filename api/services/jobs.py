@@ -13,12 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError
 from api.schemas import AnswerIn, JobAccepted, JobList
 from api.services import inputs
-from api.services.messages import TaskMessages
 from api.services.quotas import QuotaService
 from common.access import Access
 from common.contract import RETRIEVE_TASK
 from common.documents import settle
 from common.jobs_async import AsyncJobStore, BadCursor
+from common.messages import TaskMessages
 from common.schemas import JobKind, JobRecord, JobStatus
 from common.settings import Settings
 from common.telemetry import JOBS_CREATED

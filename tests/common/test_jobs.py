@@ -144,6 +144,31 @@ def test_a_handed_over_stage_is_not_a_new_attempt(redis_url: str, store: JobStor
     assert names == ["status", "status"]  # queued, running: the hand-over adds no event
 
 
+def test_a_claim_returns_the_record_it_left(redis_url: str, store: JobStore) -> None:
+    job_id = create(redis_url)
+    assert store.claim(job_id, "llm@a", handoff=True) is None  # queued: not handed over
+    raw = store.claim(job_id, "cpu@a")
+    assert raw is not None
+    assert raw == store.raw(job_id)  # what the task reads is what is stored, attempts included
+    assert raw["status"] == "running" and raw["attempts"] == "1" and raw["worker"] == "cpu@a"
+
+
+def test_a_hand_off_and_its_message_are_written_together_or_not_at_all(
+    redis_url: str, store: JobStore
+) -> None:
+    job_id = create(redis_url)
+    assert store.start(job_id, "cpu@a")
+    assert store.release(job_id, "handoff", also=lambda pipe: pipe.lpush("q-test", job_id))
+    assert store.redis.lrange("q-test", 0, -1) == [job_id]
+
+    cancelled = create(redis_url)
+    assert store.start(cancelled, "cpu@a")
+    assert store.finish(cancelled, JobStatus.CANCELLED)
+    assert not store.release(cancelled, "handoff", also=lambda pipe: pipe.lpush("q-test", "x"))
+    assert store.redis.lrange("q-test", 0, -1) == [job_id]  # no message for a cancelled job
+    store.redis.delete("q-test")
+
+
 def test_each_transition_moves_the_job_between_the_indexes(redis_url: str, store: JobStore) -> None:
     """Queued or released: in the active index at the time it was sent; held: at +inf there and
     in the held index; finished: in neither. The reconciler reads only these."""

@@ -1,4 +1,5 @@
-"""The job messages the API writes in the job's transaction are the ones `send_task` writes."""
+"""The job messages written in a job's transaction (by the API, by the query worker's hand-off) are
+the ones `send_task` writes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from api.services.messages import TaskMessages
-from common.contract import INGEST_TASK, RETRIEVE_TASK, ROUTES, create_app
+from common.contract import GENERATE_TASK, INGEST_TASK, RETRIEVE_TASK, ROUTES, create_app
+from common.messages import TaskMessages
 from common.settings import Settings
 from common.telemetry import SENT_AT_HEADER
 
@@ -24,21 +25,30 @@ def comparable(raw: str) -> dict[str, Any]:
     return message  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("task", [RETRIEVE_TASK, INGEST_TASK])
-def test_built_message_is_what_send_task_writes(redis_url: str, task: str) -> None:
+@pytest.mark.parametrize(
+    ("task", "task_id", "args"),
+    [
+        (RETRIEVE_TASK, "job-1", ["job-1"]),
+        (INGEST_TASK, "job-1", ["job-1"]),
+        (GENERATE_TASK, "job-1-generate", ["job-1", [1, 2, 3], [{"text": "passage"}]]),
+    ],
+)
+def test_built_message_is_what_send_task_writes(
+    redis_url: str, task: str, task_id: str, args: list[Any]
+) -> None:
     url = redis_url.rsplit("/", 1)[0] + "/2"
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
     celery = create_app(Settings(redis_url=url))
     try:
-        celery.send_task(task, args=["job-1"], task_id="job-1")
+        celery.send_task(task, args=args, task_id=task_id)
         queue = ROUTES[task]
         sent = client.rpop(queue)
         assert isinstance(sent, str)
-        built_queue, built = TaskMessages(celery).build(task, "job-1", ["job-1"])
+        built_queue, built = TaskMessages(celery).build(task, task_id, args)
         assert built_queue == queue
         assert comparable(built) == comparable(sent)
-        assert comparable(built)["headers"]["id"] == "job-1"
+        assert comparable(built)["headers"]["id"] == task_id
     finally:
         celery.close()
         client.flushdb()

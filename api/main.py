@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -29,6 +28,7 @@ from api.services.webhooks import WebhookService
 from common.apikeys import open_redis, production_problem
 from common.contract import create_app as create_celery
 from common.jobs_async import AsyncJobStore
+from common.redis_async import async_redis
 from common.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         check_production_keys(settings)
-        client = aioredis.Redis.from_url(
-            settings.redis_url, decode_responses=True, health_check_interval=10
-        )
+        client = async_redis(settings.redis_url, decode_responses=True, health_check_interval=10)
         celery = create_celery(settings)
         store = AsyncJobStore(client, settings.job_ttl_s)
         app.state.settings = settings

@@ -36,7 +36,6 @@ import aiohttp
 import httpx
 import psutil
 import redis
-import redis.asyncio as aioredis
 
 from api.schemas import AnswerIn
 from api.services.documents import DocumentService, Upload
@@ -48,6 +47,7 @@ from common.apikeys import create_key, open_redis
 from common.contract import INGEST_QUEUE, QUERY_QUEUE, create_app
 from common.jobs_async import AsyncJobStore
 from common.keys import ACTIVE_JOBS_KEY
+from common.redis_async import async_redis
 from common.settings import Settings
 
 LIMITS = {"RAGQ_RATE_LIMIT_REQUESTS": "1000000000", "RAGQ_MAX_QUEUE_DEPTH": "1000000000"}
@@ -115,7 +115,7 @@ async def over_http(
 async def bare(url: str, count: int, clients: int) -> tuple[float, list[float]]:
     """The same submissions through the API's services, in this process, without HTTP."""
     settings = Settings(redis_url=url)
-    client = aioredis.Redis.from_url(url, decode_responses=True)
+    client = async_redis(url, decode_responses=True)  # the API's own client
     celery = create_app(settings)
     jobs = JobService(AsyncJobStore(client, settings.job_ttl_s), celery, settings)
     documents = DocumentService(client, jobs)

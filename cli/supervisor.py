@@ -90,7 +90,9 @@ def _grouped(states: dict[str, str]) -> list[str]:
     return [f"{'+'.join(names)} {state}" for state, names in queues.items()]
 
 
-RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+# A child's first death, or one after it ran a minute, restarts it at once (its queue's jobs wait
+# for it); a child that keeps dying waits longer each time.
+RESTART_BACKOFF_S = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 STOP_MARGIN_S = 10.0
 STABLE_AFTER_S = 60.0
 # A worker's environment: SIGTERM starts Celery's soft shutdown (drain for the grace period,
@@ -203,8 +205,9 @@ class Supervisor:
         """Restart the children that died (not those held), each after its backoff; their names.
 
         The dead child's process group is killed first, so a grandchild it left behind (vLLM's
-        engine process) does not hold the memory or the port the new one needs. The backoff
-        grows with each quick death (1 s … 30 s) and resets once a child has run a minute.
+        engine process) does not hold the memory or the port the new one needs. There is no
+        backoff at a first death or after a minute's run; it grows with each quick death after
+        that (1 s … 30 s).
         """
         restarted = []
         with self._lock:

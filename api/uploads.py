@@ -15,7 +15,7 @@ from api.deps import is_json
 from api.errors import ApiError, invalid_request
 from api.schemas import DocumentIn
 from api.services.documents import Upload
-from api.services.idempotency import form_fingerprint, json_fingerprint, request_scope
+from api.services.idempotency import keyed_form_fingerprint, keyed_json_fingerprint
 from common.settings import Settings
 
 
@@ -112,16 +112,14 @@ async def document_upload(
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=8)
-        scope = request_scope(request)
-        fingerprint = await form_fingerprint(scope, form) if idempotency_key else ""
+        fingerprint = await keyed_form_fingerprint(request, form, idempotency_key)
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise ApiError(422, "missing_file", "multipart uploads need a `file` part")
         return await _file_upload(file, settings.max_upload_bytes, form), fingerprint
     if is_json(request):
         doc = _validated(await _json_object(request))
-        scope = request_scope(request)
-        fingerprint = json_fingerprint(scope, await request.body()) if idempotency_key else ""
+        fingerprint = await keyed_json_fingerprint(request, idempotency_key)
         upload = Upload(
             doc.text.encode("utf-8"),
             None,
@@ -141,7 +139,7 @@ async def batch_uploads(
     """The files of `POST /v1/documents:batch` and its request fingerprint."""
     _require_multipart(request)
     form = await _batch_form(request, settings.max_batch_files)
-    fingerprint = await form_fingerprint(request_scope(request), form) if idempotency_key else ""
+    fingerprint = await keyed_form_fingerprint(request, form, idempotency_key)
     files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
     shared = _validated(
         {

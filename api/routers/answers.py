@@ -15,7 +15,7 @@ from api.deps import (
 )
 from api.errors import ErrorBody
 from api.schemas import AnswerIn, JobAccepted
-from api.services.idempotency import json_fingerprint, request_scope
+from api.services.idempotency import keyed_json_fingerprint
 
 router = APIRouter(prefix="/v1/answers", tags=["answers"])
 
@@ -41,9 +41,7 @@ async def submit_answer(
     idempotency_key: IdempotencyKeyDep = None,
 ) -> JobAccepted:
     """Queue an answer job; answers 202 with its job id (200 for a repeated Idempotency-Key)."""
-    # Only a request with an Idempotency-Key is compared with another.
-    scope = request_scope(request)
-    fingerprint = json_fingerprint(scope, await request.body()) if idempotency_key else ""
+    fingerprint = await keyed_json_fingerprint(request, idempotency_key)
     return await idempotency.respond(
         response,
         access.scope(tenant),

@@ -87,6 +87,18 @@ async def form_fingerprint(scope: str, form: FormData) -> str:
     return hashlib.sha256(json.dumps([scope, parts]).encode()).hexdigest()
 
 
+async def keyed_json_fingerprint(request: Request, key: str | None) -> str:
+    """`json_fingerprint` of a request with an Idempotency-Key; "" for one without (only a
+    request with a key is compared with another)."""
+    return json_fingerprint(request_scope(request), await request.body()) if key else ""
+
+
+async def keyed_form_fingerprint(request: Request, form: FormData, key: str | None) -> str:
+    """`form_fingerprint` of a request with an Idempotency-Key; "" for one without (only a
+    request with a key is compared with another)."""
+    return await form_fingerprint(request_scope(request), form) if key else ""
+
+
 class IdempotencyService:
     """Runs a job-creating call at most once per tenant and key (see the module's docstring)."""
 

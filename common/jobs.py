@@ -449,12 +449,15 @@ class JobStore:
         """Finish an active job as failed with an error code."""
         return self.finish(job_id, JobStatus.FAILED, error=ErrorInfo(code=code, message=message))
 
-    def progress(self, job_id: str, done: int, total: int) -> bool:
-        """Record progress of a running job and stream it."""
+    def progress(
+        self, job_id: str, done: int, total: int, before: tuple[tuple[EventName, Any], ...] = ()
+    ) -> bool:
+        """Record progress of a running job and stream it, after the events `before` (in the
+        same update: all of them or none)."""
         update = Update(
             frozenset({JobStatus.RUNNING}),
             {"done": str(done), "total": str(total)},
-            ((EventName.PROGRESS, {"done": done, "total": total}),),
+            (*before, (EventName.PROGRESS, {"done": done, "total": total})),
         )
         return self.apply(job_id, update)
 

@@ -8,7 +8,6 @@ from typing import Any
 from common import conversation, prompt, usage
 from common.access import ACCESS_GROUPS, Access, loads_groups
 from common.contract import EMBED_TASK, GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
-from common.jobs import Update
 from common.keys import doc_key, groups_pending_key
 from common.messages import TaskMessages
 from common.schemas import (
@@ -206,12 +205,7 @@ def retrieve(self: JobTask, job_id: str) -> None:
         quote,
     )
     citations = [c.model_dump() for c in used]
-    passages_found = Update(
-        frozenset({JobStatus.RUNNING}),
-        {"done": "1", "total": "2"},
-        ((EventName.PASSAGES, citations), (EventName.PROGRESS, {"done": 1, "total": 2})),
-    )
-    if not store.apply(job_id, passages_found):
+    if not store.progress(job_id, 1, 2, before=((EventName.PASSAGES, citations),)):
         return  # cancelled meanwhile
     # Released with the generation's message in one transaction: the llm worker can claim the
     # job as its holder as soon as the message is there, and neither is stored without the other.

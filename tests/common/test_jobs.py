@@ -153,6 +153,21 @@ def test_a_claim_returns_the_record_it_left(redis_url: str, store: JobStore) -> 
     assert raw["status"] == "running" and raw["attempts"] == "1" and raw["worker"] == "cpu@a"
 
 
+def test_progress_streams_the_events_before_it_in_the_same_update(
+    redis_url: str, store: JobStore
+) -> None:
+    job_id = create(redis_url)
+    assert store.start(job_id, "cpu@a")
+    assert store.progress(job_id, 1, 2, before=((EventName.PASSAGES, [{"text": "p"}]),))
+    assert stream(store, job_id)[-2:] == [
+        ("passages", [{"text": "p"}]),
+        ("progress", {"done": 1, "total": 2}),
+    ]
+    assert store.finish(job_id, JobStatus.CANCELLED)
+    assert not store.progress(job_id, 2, 2, before=((EventName.PASSAGES, []),))
+    assert [e for e, _ in stream(store, job_id)].count("passages") == 1  # nothing once cancelled
+
+
 def test_a_hand_off_and_its_message_are_written_together_or_not_at_all(
     redis_url: str, store: JobStore
 ) -> None:

@@ -267,8 +267,8 @@ async def run_bare(
         )
         async for out in stream:
             if out.outputs[0].text and ttft is None:
-                ttft = time.perf_counter() - start
-                engine_ttft = time.perf_counter() - submitted
+                now = time.perf_counter()
+                ttft, engine_ttft = now - start, now - submitted
             tokens += len(out.outputs[0].token_ids)
         return Run(ttft or 0.0, tokens, engine_ttft)
 

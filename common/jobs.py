@@ -17,8 +17,15 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from common.clock import now_iso, seconds_since
-from common.keys import ACTIVE_JOBS_KEY, HELD_JOBS_KEY, blob_key, job_key, job_update_keys
-from common.liveness import holder_alive, process_instance
+from common.keys import (
+    ACTIVE_JOBS_KEY,
+    HELD_JOBS_KEY,
+    WORKER_KEY_PREFIX,
+    blob_key,
+    job_key,
+    job_update_keys,
+)
+from common.liveness import process_instance
 from common.schemas import (
     ACTIVE,
     FINISHED,
@@ -70,61 +77,117 @@ local function place(job, active, held, id, keep)
 end
 """
 
+# Applies one change to a job (K: common.keys.job_update_keys): if its status is one of
+# `allowed` (comma separated, empty = any), sets `fields` (a flat name/value list), appends
+# `events` (a flat name/data list) and renews the ttl. Returns -1 (no job), 0 (status not
+# allowed) or 1.
+APPLY_FUNCTION = (
+    PLACE_FUNCTION
+    + COUNT_FUNCTION
+    + """
+local function apply(K, allowed, ttl, fields, events)
+  local cur = redis.call('HGET', K[1], 'status')
+  if not cur then return -1 end
+  if allowed ~= '' and not string.find(',' .. allowed .. ',', ',' .. cur .. ',', 1, true) then
+    return 0
+  end
+  local moved = false
+  if #fields > 0 then
+    for j = 1, #fields, 2 do
+      local name = fields[j]
+      if name == 'status' or name == 'worker_instance' or name == 'enqueued_at' then
+        moved = true
+      end
+    end
+    redis.call('HSET', K[1], unpack(fields))
+  end
+  for j = 1, #events, 2 do
+    redis.call('XADD', K[2], '*', 'event', events[j], 'data', events[j + 1])
+  end
+  redis.call('EXPIRE', K[1], ttl)
+  redis.call('EXPIRE', K[2], ttl)
+  local now = redis.call('HGET', K[1], 'status')
+  local ended = (cur == 'queued' or cur == 'running')
+    and (now == 'succeeded' or now == 'failed' or now == 'cancelled')
+  -- A job with a webhook that just finished enters the webhook outbox in this same script, so
+  -- the delivery is never lost between the transition and its dispatch.
+  if K[3] and ended then
+    local url = redis.call('HGET', K[1], 'webhook_url')
+    if url and url ~= '' then
+      local t = redis.call('TIME')
+      local at = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+      redis.call('ZADD', K[3], 'NX', at, redis.call('HGET', K[1], 'job_id'))
+    end
+  end
+  -- Its work is counted once, with the transition that happens once (common.usage).
+  if ended then count_usage(K[1]) end
+  -- A claim, a release, a re-send or an end moves the job between the indexes in this same
+  -- script, so the reconciler finds it where its record says.
+  if moved and K[5] then
+    local id = redis.call('HGET', K[1], 'job_id')
+    if id then place(K[1], K[4], K[5], id, false) end
+  end
+  return 1
+end
+"""
+)
+
 # KEYS: job hash, event stream, webhook outbox, active and held jobs (common.keys.job_update_keys).
 # ARGV: allowed statuses (comma separated, empty = any), ttl seconds, number of fields n,
 #       n field/value pairs, then event name/data pairs.
 UPDATE_SCRIPT = (
-    PLACE_FUNCTION
-    + COUNT_FUNCTION
+    APPLY_FUNCTION
     + """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return -1 end
-if ARGV[1] ~= '' and not string.find(',' .. ARGV[1] .. ',', ',' .. cur .. ',', 1, true) then
-  return 0
-end
 local n = tonumber(ARGV[3])
-local i = 4
-local moved = false
-if n > 0 then
-  local fields = {}
-  for j = 1, 2 * n do fields[j] = ARGV[i + j - 1] end
-  for j = 1, 2 * n, 2 do
-    local name = fields[j]
-    if name == 'status' or name == 'worker_instance' or name == 'enqueued_at' then
-      moved = true
-    end
-  end
-  redis.call('HSET', KEYS[1], unpack(fields))
-  i = i + 2 * n
+local fields, events = {}, {}
+for j = 1, 2 * n do fields[j] = ARGV[3 + j] end
+for j = 4 + 2 * n, #ARGV do events[#events + 1] = ARGV[j] end
+return apply(KEYS, ARGV[1], ARGV[2], fields, events)
+"""
+)
+
+# KEYS: as UPDATE_SCRIPT's. ARGV: '1' for the hand-off of a running job to its next stage (else
+# ''), the most attempts, ttl seconds, the worker's hostname, its process instance, the time
+# now (ISO), the prefix of workers' liveness keys, the `status` event's data.
+# Claims the job for the worker as `JobStore.claim` says, in one round trip. Returns
+# {'claimed', the record before (flat), the fields set (flat)}, {'poison', attempts} for a job
+# delivered too often, or {'refused'}.
+CLAIM_JOB_SCRIPT = (
+    APPLY_FUNCTION
+    + """
+-- Whether the worker process that took a job still announces itself (common.liveness).
+local function holder_alive(hostname, instance)
+  if hostname == '' or instance == '' then return false end
+  local value = redis.call('GET', ARGV[7] .. hostname)
+  if not value then return false end
+  local ok, found = pcall(cjson.decode, value)
+  return ok and type(found) == 'table' and found.instance == instance
 end
-while i < #ARGV do
-  redis.call('XADD', KEYS[2], '*', 'event', ARGV[i], 'data', ARGV[i + 1])
-  i = i + 2
+
+local raw = redis.call('HGETALL', KEYS[1])
+local rec = {}
+for i = 1, #raw, 2 do rec[raw[i]] = raw[i + 1] end
+local handoff = ARGV[1] == '1'
+local claimable = false
+if rec.status == 'queued' then
+  claimable = not handoff
+elseif rec.status == 'running' then
+  claimable = not holder_alive(rec.worker or '', rec.worker_instance or '')
 end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-local now = redis.call('HGET', KEYS[1], 'status')
-local ended = (cur == 'queued' or cur == 'running')
-  and (now == 'succeeded' or now == 'failed' or now == 'cancelled')
--- A job with a webhook that just finished enters the webhook outbox in this same script, so
--- the delivery is never lost between the transition and its dispatch.
-if KEYS[3] and ended then
-  local url = redis.call('HGET', KEYS[1], 'webhook_url')
-  if url and url ~= '' then
-    local t = redis.call('TIME')
-    local at = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
-    redis.call('ZADD', KEYS[3], 'NX', at, redis.call('HGET', KEYS[1], 'job_id'))
-  end
+if not claimable then return {'refused'} end
+local continuing = handoff and rec.released == 'handoff'
+local attempts = tonumber(rec.attempts or '0') + (continuing and 0 or 1)
+if attempts > tonumber(ARGV[2]) then return {'poison', tostring(attempts)} end
+local fields = {
+  'attempts', tostring(attempts), 'worker', ARGV[4], 'worker_instance', ARGV[5], 'released', ''
+}
+local events = {}
+if not continuing then
+  for _, v in ipairs({'status', 'running', 'started_at', ARGV[6]}) do fields[#fields + 1] = v end
+  events = {'status', ARGV[8]}
 end
--- Its work is counted once, with the transition that happens once (common.usage).
-if ended then count_usage(KEYS[1]) end
--- A claim, a release, a re-send or an end moves the job between the indexes in this same
--- script, so the reconciler finds it where its record says.
-if moved and KEYS[5] then
-  local id = redis.call('HGET', KEYS[1], 'job_id')
-  if id then place(KEYS[1], KEYS[4], KEYS[5], id, false) end
-end
-return 1
+apply(KEYS, '', ARGV[3], fields, events)
+return {'claimed', raw, fields}
 """
 )
 
@@ -234,6 +297,18 @@ def status_update(
     return Update(frozenset(allowed), fields, tuple(events))
 
 
+def progress_update(
+    done: int, total: int, before: tuple[tuple[EventName, Any], ...] = ()
+) -> Update:
+    """The change that records a running job's progress and streams it, after the events
+    `before` (all of them or none)."""
+    return Update(
+        frozenset({JobStatus.RUNNING}),
+        {"done": str(done), "total": str(total)},
+        (*before, (EventName.PROGRESS, {"done": done, "total": total})),
+    )
+
+
 def after_finish(
     zrem: Callable[[str, str], T],
     job_id: str,
@@ -280,6 +355,7 @@ class JobStore:
         self.instance = instance or process_instance()
         self._update = self.redis.register_script(UPDATE_SCRIPT)
         self._place = self.redis.register_script(PLACE_SCRIPT)
+        self._claim = self.redis.register_script(CLAIM_JOB_SCRIPT)
 
     def raw(self, job_id: str) -> dict[str, str]:
         """The job's hash (empty if the job does not exist)."""
@@ -342,22 +418,13 @@ class JobStore:
                 except redis.WatchError:
                     continue
 
-    def _claimable(self, raw: Mapping[str, str], handoff: bool) -> bool:
-        status = raw.get("status")
-        if status == JobStatus.QUEUED:
-            return not handoff
-        if status != JobStatus.RUNNING:
-            return False
-        holder = raw.get("worker_instance", "")
-        return not (holder and holder_alive(self.redis, raw.get("worker", ""), holder))
-
     def start(self, job_id: str, worker: str, *, handoff: bool = False) -> bool:
         """Claim a job for this worker process (see `claim`); False if it should not run here."""
         return self.claim(job_id, worker, handoff=handoff) is not None
 
     def claim(self, job_id: str, worker: str, *, handoff: bool = False) -> dict[str, str] | None:
-        """Claim a job for this worker process: its record as the claim left it (read in the
-        same round trips, so the task needs no second read), or None if it should not run here.
+        """Claim a job for this worker process, in one round trip: its record as the claim left
+        it (so the task needs no second read), or None if it should not run here.
 
         A queued job, or a running one whose holder is gone (a re-delivery), is claimed and its
         attempt counter goes up. A running job that a live worker holds is left alone, so a
@@ -367,38 +434,28 @@ class JobStore:
         delivered more than `max_attempts` times (its worker died each time) fails as
         `poison_job` instead of taking down yet another worker.
         """
-        poisoned: list[int] = []
-
-        def decide(raw: dict[str, str]) -> Update | None:
-            if not self._claimable(raw, handoff):
-                return None
-            continuing = handoff and raw.get("released") == "handoff"
-            attempts = int(raw.get("attempts", 0)) + (0 if continuing else 1)
-            if attempts > self.max_attempts:
-                poisoned.append(attempts)
-                return None
-            fields = {
-                "attempts": str(attempts),
-                "worker": worker,
-                "worker_instance": self.instance,
-                "released": "",
-            }
-            if continuing:
-                return Update(frozenset({JobStatus.RUNNING}), fields)
-            return status_update(raw, JobStatus.RUNNING, ACTIVE, extra=fields)
-
-        raw, update = self._apply_watched(job_id, decide)
-        if poisoned:
-            self.fail(job_id, "poison_job", f"the job's worker was lost {poisoned[0] - 1} times")
+        args = [
+            "1" if handoff else "",
+            str(self.max_attempts),
+            str(self.ttl_s),
+            worker,
+            self.instance,
+            now_iso(),
+            WORKER_KEY_PREFIX,
+            dumps({"status": JobStatus.RUNNING.value}),
+        ]
+        outcome, *found = self._claim(keys=job_update_keys(job_id), args=args)
+        if outcome == "poison":
+            self.fail(job_id, "poison_job", f"the job's worker was lost {int(found[0]) - 1} times")
             return None
-        if update is None:
+        if outcome != "claimed":
             return None
-        attempts = int(update.fields["attempts"])
-        if raw.get("status") == JobStatus.QUEUED and attempts == 1:
+        raw, fields = (dict(zip(flat[::2], flat[1::2], strict=True)) for flat in found)
+        if raw["status"] == JobStatus.QUEUED and fields["attempts"] == "1":
             JOB_QUEUE_WAIT.labels(raw["kind"]).observe(seconds_since(raw["created_at"]))
         elif raw.get("released") != "handoff":
             TASK_RETRIES.labels(raw["kind"]).inc()
-        return {**raw, **update.fields}
+        return {**raw, **fields}
 
     def release(
         self,
@@ -406,11 +463,13 @@ class JobStore:
         reason: str,
         holder: str | None = None,
         also: Callable[[redis.client.Pipeline], object] | None = None,
+        along: Update | None = None,
     ) -> bool:
         """Leave a running job held by no worker: handed to its next stage, or re-enqueued.
 
         With `holder`, only if that worker instance still holds it (the reconciler's check);
-        `also` adds writes (the next stage's message) to the release's transaction.
+        `also` adds writes (the next stage's message) to the release's transaction, `along` its
+        fields and events (the stage's progress) to the release's own update.
         """
 
         def decide(raw: dict[str, str]) -> Update | None:
@@ -418,8 +477,13 @@ class JobStore:
                 return None
             if holder is not None and raw.get("worker_instance", "") != holder:
                 return None
-            fields = {"worker_instance": "", "released": reason, "enqueued_at": now_iso()}
-            return Update(frozenset({JobStatus.RUNNING}), fields)
+            fields = {
+                **(along.fields if along else {}),
+                "worker_instance": "",
+                "released": reason,
+                "enqueued_at": now_iso(),
+            }
+            return Update(frozenset({JobStatus.RUNNING}), fields, along.events if along else ())
 
         return self._apply_watched(job_id, decide, also=also)[1] is not None
 
@@ -449,17 +513,9 @@ class JobStore:
         """Finish an active job as failed with an error code."""
         return self.finish(job_id, JobStatus.FAILED, error=ErrorInfo(code=code, message=message))
 
-    def progress(
-        self, job_id: str, done: int, total: int, before: tuple[tuple[EventName, Any], ...] = ()
-    ) -> bool:
-        """Record progress of a running job and stream it, after the events `before` (in the
-        same update: all of them or none)."""
-        update = Update(
-            frozenset({JobStatus.RUNNING}),
-            {"done": str(done), "total": str(total)},
-            (*before, (EventName.PROGRESS, {"done": done, "total": total})),
-        )
-        return self.apply(job_id, update)
+    def progress(self, job_id: str, done: int, total: int) -> bool:
+        """Record progress of a running job and stream it."""
+        return self.apply(job_id, progress_update(done, total))
 
     def emit(self, job_id: str, event: EventName, data: Any) -> bool:
         """Append an event to a running job's stream."""

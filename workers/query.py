@@ -8,6 +8,7 @@ from typing import Any
 from common import conversation, prompt, usage
 from common.access import ACCESS_GROUPS, Access, loads_groups
 from common.contract import EMBED_TASK, GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
+from common.jobs import progress_update
 from common.keys import doc_key, groups_pending_key
 from common.messages import TaskMessages
 from common.schemas import (
@@ -205,12 +206,14 @@ def retrieve(self: JobTask, job_id: str) -> None:
         quote,
     )
     citations = [c.model_dump() for c in used]
-    if not store.progress(job_id, 1, 2, before=((EventName.PASSAGES, citations),)):
-        return  # cancelled meanwhile
-    # Released with the generation's message in one transaction: the llm worker can claim the
-    # job as its holder as soon as the message is there, and neither is stored without the other.
+    passages_given = progress_update(1, 2, before=((EventName.PASSAGES, citations),))
+    # Released with its passages, its progress and the generation's message in one transaction:
+    # the llm worker can claim the job as its holder as soon as the message is there, and none
+    # of it is stored without the rest (nor at all if the job was cancelled meanwhile).
     queue, message = MESSAGES.build(GENERATE_TASK, f"{job_id}-generate", [job_id, ids, citations])
-    store.release(job_id, "handoff", also=lambda pipe: pipe.lpush(queue, message))
+    store.release(
+        job_id, "handoff", also=lambda pipe: pipe.lpush(queue, message), along=passages_given
+    )
 
 
 @app.task(name=SEARCH_TASK, ignore_result=True)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from common.jobs import JobStore
+from common.jobs import JobStore, progress_update
 from common.jobs_async import AsyncJobStore
 from common.keys import ACTIVE_JOBS_KEY, HELD_JOBS_KEY, events_key, job_key, worker_key
 from common.liveness import worker_value
@@ -153,35 +153,46 @@ def test_a_claim_returns_the_record_it_left(redis_url: str, store: JobStore) -> 
     assert raw["status"] == "running" and raw["attempts"] == "1" and raw["worker"] == "cpu@a"
 
 
-def test_progress_streams_the_events_before_it_in_the_same_update(
-    redis_url: str, store: JobStore
-) -> None:
-    job_id = create(redis_url)
-    assert store.start(job_id, "cpu@a")
-    assert store.progress(job_id, 1, 2, before=((EventName.PASSAGES, [{"text": "p"}]),))
-    assert stream(store, job_id)[-2:] == [
-        ("passages", [{"text": "p"}]),
-        ("progress", {"done": 1, "total": 2}),
-    ]
-    assert store.finish(job_id, JobStatus.CANCELLED)
-    assert not store.progress(job_id, 2, 2, before=((EventName.PASSAGES, []),))
-    assert [e for e, _ in stream(store, job_id)].count("passages") == 1  # nothing once cancelled
-
-
 def test_a_hand_off_and_its_message_are_written_together_or_not_at_all(
     redis_url: str, store: JobStore
 ) -> None:
     job_id = create(redis_url)
     assert store.start(job_id, "cpu@a")
-    assert store.release(job_id, "handoff", also=lambda pipe: pipe.lpush("q-test", job_id))
+    given = progress_update(1, 2, before=((EventName.PASSAGES, [{"text": "p"}]),))
+    assert store.release(
+        job_id, "handoff", also=lambda pipe: pipe.lpush("q-test", job_id), along=given
+    )
     assert store.redis.lrange("q-test", 0, -1) == [job_id]
+    assert stream(store, job_id)[-2:] == [
+        ("passages", [{"text": "p"}]),
+        ("progress", {"done": 1, "total": 2}),
+    ]
+    raw = store.raw(job_id)
+    assert (raw["done"], raw["total"], raw["released"]) == ("1", "2", "handoff")
 
     cancelled = create(redis_url)
     assert store.start(cancelled, "cpu@a")
     assert store.finish(cancelled, JobStatus.CANCELLED)
-    assert not store.release(cancelled, "handoff", also=lambda pipe: pipe.lpush("q-test", "x"))
+    assert not store.release(
+        cancelled, "handoff", also=lambda pipe: pipe.lpush("q-test", "x"), along=given
+    )
     assert store.redis.lrange("q-test", 0, -1) == [job_id]  # no message for a cancelled job
+    assert "passages" not in [e for e, _ in stream(store, cancelled)]  # nor its passages
     store.redis.delete("q-test")
+
+
+def test_a_job_whose_holder_restarted_under_its_hostname_is_claimed_again(
+    redis_url: str,
+) -> None:
+    first = JobStore(redis_url, ttl_s=600, instance="first")
+    again = JobStore(redis_url, ttl_s=600, instance="again")
+    first.redis.set(worker_key("cpu@a"), worker_value(["ingest"], 1, "first"), ex=60)
+    job_id = create(redis_url)
+    assert first.start(job_id, "cpu@a")
+    first.redis.set(worker_key("cpu@a"), worker_value(["ingest"], 2, "again"), ex=60)
+    assert again.start(job_id, "cpu@a")  # the same hostname, another process: the first died
+    assert again.raw(job_id)["worker_instance"] == "again"
+    first.redis.delete(worker_key("cpu@a"))
 
 
 def test_each_transition_moves_the_job_between_the_indexes(redis_url: str, store: JobStore) -> None:

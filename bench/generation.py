@@ -4,12 +4,16 @@ System: HTTP submit → Redis → query worker (embed, search) → llm worker (s
 OpenAI route: the same questions as streamed `POST /v1/chat/completions` (the same jobs
 underneath), at the highest concurrency, reported as `ratio_openai_c<top>`.
 Bare: the very same prompt token ids straight into an AsyncLLM with the same engine settings.
-In-process pipeline: that engine again, each question first embedded, searched in the store the
-system filled and rendered into its prompt by the query worker's own functions, in one process —
-the same work without the queues (`ttft_queue_overhead_ms_p50_c<lowest>`, system minus pipeline, and
-`ttft_ratio_p50_c<highest>`, system ÷ pipeline). Each request's time outside the engine (its time
-to first token less the engine's own, from submitting to the engine to its first text) gives the
-same difference free of the engine's drift between the two runs
+In-process pipeline: that engine again, each question first embedded, searched in a copy of the
+store the system filled and rendered into its prompt by the query worker's own functions, in one
+process — the same work without the queues (`ttft_queue_overhead_ms_p50_c<lowest>`, system minus
+pipeline, and `ttft_ratio_p50_c<highest>`, system ÷ pipeline). At the lowest concurrency the two
+take turns question by question (system first for one, pipeline first for the next), so that a
+drift of the machine's speed during the run falls on both, each after a pause in which the
+other's engine goes idle; `paired_difference_ms_p50_c<lowest>` is the median of the questions'
+own differences. Each request's time outside the engine (its
+time to first token less the engine's own, from submitting to the engine to its first text)
+gives the same difference free of the engine's own variation
 (`queue_overhead_outside_engine_ms_p50_c<lowest>`).
 Prints tokens/s, their ratio, and time to first token (p50/p95) per concurrency; the last line
 is one JSON object.
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -45,17 +50,22 @@ from common.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[1]
 TOP_K = 5  # POST /v1/answers' default
+# vLLM's engine busy-polls for its next step for 1 s after its last (shm_broadcast's
+# SpinCondition): where the two sides take turns, each waits that out, so that neither runs
+# beside the other's idle engine.
+PAIR_PAUSE_S = 1.2
 
 
 @dataclass
 class Run:
     """One measured request: time to first token (at the client; and from submitting to the
     engine to its first text: at the llm worker for the system, in-process for the pipeline),
-    completion tokens."""
+    completion tokens, and its whole time."""
 
     ttft_s: float
     tokens: int
     engine_ttft_s: float = 0.0
+    total_s: float = 0.0
 
 
 @dataclass
@@ -96,11 +106,36 @@ async def bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[Run]]
 
     async def guarded(i: int) -> Run:
         async with gate:
-            return await one(i)
+            return await timed(one, i)
 
     start = time.perf_counter()
     runs = await asyncio.gather(*(guarded(i) for i in range(n)))
     return Result(list(runs), time.perf_counter() - start)
+
+
+async def paired(
+    n: int, one: Callable[[int], Awaitable[Run]], other: Callable[[int], Awaitable[Run]]
+) -> tuple[Result, Result]:
+    """Run `one(i)` and `other(i)` for i < n one at a time, taking turns at going first, with
+    PAIR_PAUSE_S before each; each side's wall time is the sum of its own requests'."""
+    ones: list[Run] = []
+    others: list[Run] = []
+    for i in range(n):
+        for side, runs in ((one, ones), (other, others))[:: 1 if i % 2 == 0 else -1]:
+            await asyncio.sleep(PAIR_PAUSE_S)
+            runs.append(await timed(side, i))
+    return (
+        Result(ones, sum(r.total_s for r in ones)),
+        Result(others, sum(r.total_s for r in others)),
+    )
+
+
+async def timed(one: Callable[[int], Awaitable[Run]], i: int) -> Run:
+    """`one(i)`, with its whole time."""
+    start = time.perf_counter()
+    run = await one(i)
+    run.total_s = time.perf_counter() - start
+    return run
 
 
 def load_corpus(data: Path, docs: int) -> tuple[list[dict[str, Any]], list[str]]:
@@ -169,9 +204,11 @@ async def openai_answer(http: httpx.AsyncClient, question: str) -> Run:
 
 async def run_system(
     settings: Settings, env: dict[str, str], corpus: list[dict[str, Any]], questions: list[str],
-    n: int, levels: list[int],
+    n: int, levels: list[int], engine: InProcess,
 ) -> tuple[dict[int, Result], dict[str, list[dict[str, Any]]]]:  # fmt: skip
-    """Measure the whole system at each concurrency; also the passages each question was given.
+    """Measure the whole system at each concurrency, the lowest one by turns with `engine`'s
+    in-process pipeline (on a copy of the system's store); also the passages each question was
+    given.
 
     The OpenAI route's result at the highest concurrency `c` is under the key `-c`.
     """
@@ -186,8 +223,16 @@ async def run_system(
         ) as http:
             await ingest(http, corpus)
             await bounded(4, 4, lambda i: system_answer(http, questions[i], given))
+            await engine.open(settings.vector_path)
+
+            def answer(i: int) -> Awaitable[Run]:
+                return system_answer(http, questions[i], given)
+
             for c in levels:
-                results[c] = await bounded(n, c, lambda i: system_answer(http, questions[i], given))
+                if c == min(levels):
+                    results[c], engine.pipeline[c] = await paired(n, answer, engine.piped)
+                else:
+                    results[c] = await bounded(n, c, answer)
                 r = results[c]
                 print(
                     f"system c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms at the "
@@ -217,53 +262,71 @@ def pipeline_prompt(question: str) -> list[int]:
     return ids
 
 
-async def run_bare(
-    settings: Settings, prompts: list[list[int]], questions: list[str], n: int, levels: list[int]
-) -> tuple[dict[int, Result], dict[int, Result], bool]:
-    """Measure one AsyncLLM with the same engine settings two ways: bare, on the same prompt
-    ids, and as an in-process pipeline that first retrieves and renders each question's prompt
-    (the store the system filled, opened once the service stopped); also whether the engine's
-    KV cache holds every prompt with its answer (see `fits`)."""
-    from vllm import SamplingParams
-    from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.inputs import TokensPrompt
-    from vllm.sampling_params import RequestOutputKind
-    from vllm.v1.engine.async_llm import AsyncLLM
+class InProcess:
+    """One AsyncLLM with the system's engine settings, in this process, measured two ways: bare,
+    on given prompt ids, and as an in-process pipeline that first retrieves and renders each
+    question's prompt (in a copy of the store the system filled)."""
 
-    from common.models import llm_model_path
-    from workers import engines
-    from workers.llm_engine import enforce_eager, model_dtype
+    def __init__(self, settings: Settings, questions: list[str]) -> None:
+        self.settings = settings
+        self.questions = questions
+        self.prompts: list[list[int]] = []
+        self.pipeline: dict[int, Result] = {}
+        self.engine: Any = None
+        self._ids = iter(range(1 << 30))
 
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.llm_cpu_kvcache_gib))
-    engine = AsyncLLM.from_engine_args(
-        AsyncEngineArgs(
-            model=llm_model_path(settings),
-            dtype=model_dtype(settings),  # type: ignore[arg-type]
-            max_model_len=settings.llm_max_model_len,
-            max_num_seqs=settings.llm_max_num_seqs,
-            enforce_eager=enforce_eager(settings),
+    async def open(self, store: Path) -> None:
+        """Start the engine, and load the pipeline's models and a copy of `store`."""
+        from vllm import SamplingParams
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        from common.models import llm_model_path
+        from workers.llm_engine import enforce_eager, model_dtype
+
+        settings = self.settings
+        # The system's store stays open in its worker: the pipeline reads a copy of it.
+        copy = Path(tempfile.mkdtemp(prefix="ragq-bench-store-"))
+        shutil.copytree(store, copy / store.name)
+        os.environ["RAGQ_DATA_DIR"] = str(copy)
+        get_settings.cache_clear()
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.llm_cpu_kvcache_gib))
+        self.engine = AsyncLLM.from_engine_args(
+            AsyncEngineArgs(
+                model=llm_model_path(settings),
+                dtype=model_dtype(settings),  # type: ignore[arg-type]
+                max_model_len=settings.llm_max_model_len,
+                max_num_seqs=settings.llm_max_num_seqs,
+                enforce_eager=enforce_eager(settings),
+            )
         )
-    )
-    params = SamplingParams(
-        max_tokens=settings.llm_max_tokens,
-        temperature=settings.llm_temperature,
-        repetition_penalty=settings.llm_repetition_penalty,
-        frequency_penalty=settings.llm_frequency_penalty,
-        output_kind=RequestOutputKind.DELTA,
-    )
-    counter = iter(range(1 << 30))
-    cache = engine.vllm_config.cache_config
-    fitting = fits(prompts, settings.llm_max_tokens, (cache.num_gpu_blocks or 0) * cache.block_size)
+        self.params = SamplingParams(
+            max_tokens=settings.llm_max_tokens,
+            temperature=settings.llm_temperature,
+            repetition_penalty=settings.llm_repetition_penalty,
+            frequency_penalty=settings.llm_frequency_penalty,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        await asyncio.to_thread(pipeline_prompt, self.questions[0])  # loads the models and store
+        await self.like_the_system(first=True)
 
-    async def one(i: int, pipeline: bool = False) -> Run:
+    async def one(self, i: int, pipeline: bool = False) -> Run:
+        """Question `i` into the engine: its given prompt, or retrieved and rendered first."""
+        from vllm.inputs import TokensPrompt
+
         start = time.perf_counter()
         ttft: float | None = None
         engine_ttft = 0.0
         tokens = 0
-        ids = await asyncio.to_thread(pipeline_prompt, questions[i]) if pipeline else prompts[i]
+        ids = (
+            await asyncio.to_thread(pipeline_prompt, self.questions[i])
+            if pipeline
+            else self.prompts[i]
+        )
         submitted = time.perf_counter()
-        stream = engine.generate(
-            TokensPrompt(prompt_token_ids=ids), params, f"bare-{next(counter)}"
+        stream = self.engine.generate(
+            TokensPrompt(prompt_token_ids=ids), self.params, f"bare-{next(self._ids)}"
         )
         async for out in stream:
             if out.outputs[0].text and ttft is None:
@@ -272,35 +335,84 @@ async def run_bare(
             tokens += len(out.outputs[0].token_ids)
         return Run(ttft or 0.0, tokens, engine_ttft)
 
-    def piped(i: int) -> Awaitable[Run]:
-        return one(i, pipeline=True)
+    def piped(self, i: int) -> Awaitable[Run]:
+        """Question `i` through the in-process pipeline."""
+        return self.one(i, pipeline=True)
 
-    async def like_the_system(first: bool) -> None:
+    async def like_the_system(self, first: bool) -> None:
         """Give the engine's prefix cache the state the system's had at this level: cold but
-        for the four warm-up prompts at the first level, holding every prompt at later ones."""
+        for the four warm-up questions at the first level, holding every prompt at later ones."""
         if first:
-            await engine.reset_prefix_cache()
-            await bounded(4, 4, one)
+            await self.engine.reset_prefix_cache()
+            await bounded(4, 4, self.piped)
 
-    results, pipeline = {}, {}
-    try:
-        await asyncio.to_thread(pipeline_prompt, questions[0])  # loads the models and the store
+    async def measure(
+        self, prompts: list[list[int]], n: int, levels: list[int]
+    ) -> tuple[dict[int, Result], bool]:
+        """The bare engine on `prompts` at each level, and the pipeline at each level it was not
+        measured at beside the system; also whether the KV cache holds every prompt with its
+        answer (see `fits`)."""
+        self.prompts = prompts
+        cache = self.engine.vllm_config.cache_config
+        capacity = (cache.num_gpu_blocks or 0) * cache.block_size
+        fitting = fits(prompts, self.settings.llm_max_tokens, capacity)
+        results = {}
         for i, c in enumerate(levels):
-            await like_the_system(i == 0)
-            results[c] = await bounded(n, c, one)
-            await like_the_system(i == 0)
-            pipeline[c] = await bounded(n, c, piped)
-            r, p = results[c], pipeline[c]
+            await self.like_the_system(i == 0)
+            results[c] = await bounded(n, c, self.one)
+            if c not in self.pipeline:
+                await self.like_the_system(i == 0)
+                self.pipeline[c] = await bounded(n, c, self.piped)
+            r, p = results[c], self.pipeline[c]
             print(
                 f"bare   c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms; "
                 f"in-process pipeline {p.tok_s:.1f} tok/s, TTFT p50 {p.ttft_ms(0.5):.0f} ms "
                 f"({p.outside_engine_ms(0.5):.1f} ms outside the engine)",
                 flush=True,
             )
-    finally:
-        engine.shutdown()
+        return results, fitting
+
+    def close(self) -> None:
+        """Stop the engine, close the store copy."""
+        from workers import engines
+
+        if self.engine is not None:
+            self.engine.shutdown()
         engines.close_all()
-    return results, pipeline, fitting
+
+
+async def measure(
+    settings: Settings, env: dict[str, str], corpus: list[dict[str, Any]], questions: list[str],
+    n: int, levels: list[int],
+) -> tuple[dict[int, Result], dict[int, Result], dict[int, Result], bool]:  # fmt: skip
+    """The system's, the bare engine's and the pipeline's results at each level; whether the
+    prompts fit the KV cache."""
+    engine = InProcess(settings, questions)
+    try:
+        system, given = await run_system(settings, env, corpus, questions, n, levels, engine)
+        tokenizer = await asyncio.to_thread(tokenizer_of, settings)
+        prompts = []
+        for q in questions:
+            # The passages in the order the model was given them (the `passages` event), so the
+            # bare engine gets the very same prompt.
+            passages = [Citation.model_validate(c) for c in given[q]]
+            ids, _ = prompt.render(
+                tokenizer, q, passages, settings.llm_max_model_len, settings.llm_max_tokens
+            )
+            prompts.append(ids)
+        bare, fitting = await engine.measure(prompts, n, levels)
+    finally:
+        engine.close()
+    return system, bare, engine.pipeline, fitting
+
+
+def tokenizer_of(settings: Settings) -> Any:
+    """The language model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from common.models import llm_model_path
+
+    return AutoTokenizer.from_pretrained(llm_model_path(settings))
 
 
 def fits(prompts: list[list[int]], max_tokens: int, capacity: int) -> bool:
@@ -366,25 +478,9 @@ def main() -> None:
         overrides["RAGQ_LLM_ENFORCE_EAGER"] = str(args.graph == "eager").lower()
     os.environ.update(overrides)
     settings = Settings()
-    system, given = asyncio.run(
-        run_system(settings, dict(os.environ), corpus, questions, args.n, levels)
+    system, bare, pipeline, fitting = asyncio.run(
+        measure(settings, dict(os.environ), corpus, questions, args.n, levels)
     )
-
-    from transformers import AutoTokenizer
-
-    from common.models import llm_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(llm_model_path(settings))
-    prompts = []
-    for q in questions:
-        # The passages in the order the model was given them (the `passages` event), so the
-        # bare engine gets the very same prompt.
-        passages = [Citation.model_validate(c) for c in given[q]]
-        ids, _ = prompt.render(
-            tokenizer, q, passages, settings.llm_max_model_len, settings.llm_max_tokens
-        )
-        prompts.append(ids)
-    bare, pipeline, fitting = asyncio.run(run_bare(settings, prompts, questions, args.n, levels))
 
     print(f"\n{args.n} answer jobs per level, {args.max_tokens} max tokens, {args.docs} docs")
     print("| concurrency | system tok/s | bare tok/s | ratio | TTFT p50 system / pipeline / bare "
@@ -408,12 +504,21 @@ def main() -> None:
     summary[f"ttft_queue_overhead_ms_p50_c{low}"] = round(
         system[low].ttft_ms(0.5) - pipeline[low].ttft_ms(0.5), 1
     )
+    # The two sides took turns question by question at this level: each question's own
+    # difference, free of what makes one question's first token slower than another's.
+    summary[f"paired_difference_ms_p50_c{low}"] = round(
+        1000
+        * statistics.median(
+            s.ttft_s - p.ttft_s for s, p in zip(system[low].runs, pipeline[low].runs, strict=True)
+        ),
+        1,
+    )
     summary[f"ttft_ratio_p50_c{top}"] = round(
         system[top].ttft_ms(0.5) / pipeline[top].ttft_ms(0.5), 3
     )
-    # The same difference with each request's own engine time taken out: the engine's speed
-    # drifts between the system's run and the pipeline's (tens of ms on a CPU engine whose first
-    # token takes seconds), and the queues do not run inside it.
+    # The same difference with each request's own engine time taken out: the engine's time for
+    # the same prompt varies (tens of ms on a CPU engine whose first token takes seconds), and
+    # the queues do not run inside it.
     system_outside, pipeline_outside = (
         system[low].outside_engine_ms(0.5),
         pipeline[low].outside_engine_ms(0.5),

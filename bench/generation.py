@@ -7,13 +7,13 @@ Bare: the very same prompt token ids straight into an AsyncLLM with the same eng
 In-process pipeline: that engine again, each question first embedded, searched in a copy of the
 store the system filled and rendered into its prompt by the query worker's own functions, in one
 process — the same work without the queues (`ttft_queue_overhead_ms_p50_c<lowest>`, system minus
-pipeline, and `ttft_ratio_p50_c<highest>`, system ÷ pipeline). At the lowest concurrency the two
-take turns question by question (system first for one, pipeline first for the next), so that a
-drift of the machine's speed during the run falls on both, each after a pause in which the
-other's engine goes idle; `paired_difference_ms_p50_c<lowest>` is the median of the questions'
-own differences. Each request's time outside the engine (its
-time to first token less the engine's own, from submitting to the engine to its first text)
-gives the same difference free of the engine's own variation
+pipeline, and `ttft_ratio_p50_c<highest>`, system ÷ pipeline). At concurrency 1 the two take
+turns question by question (system first for one, pipeline first for the next), so that a drift
+of the machine's speed during the run falls on both, each after a pause in which the other's
+engine goes idle (the pipeline's engine runs beside the service only then);
+`paired_difference_ms_p50_c1` is the median of the questions' own differences. Each request's
+time outside the engine (its time to first token less the engine's own, from submitting to the
+engine to its first text) gives the same difference free of the engine's own variation
 (`queue_overhead_outside_engine_ms_p50_c<lowest>`).
 Prints tokens/s, their ratio, and time to first token (p50/p95) per concurrency; the last line
 is one JSON object.
@@ -206,9 +206,8 @@ async def run_system(
     settings: Settings, env: dict[str, str], corpus: list[dict[str, Any]], questions: list[str],
     n: int, levels: list[int], engine: InProcess,
 ) -> tuple[dict[int, Result], dict[str, list[dict[str, Any]]]]:  # fmt: skip
-    """Measure the whole system at each concurrency, the lowest one by turns with `engine`'s
-    in-process pipeline (on a copy of the system's store); also the passages each question was
-    given.
+    """Measure the whole system at each concurrency, at 1 by turns with `engine`'s in-process
+    pipeline (on a copy of the system's store); also the passages each question was given.
 
     The OpenAI route's result at the highest concurrency `c` is under the key `-c`.
     """
@@ -229,8 +228,12 @@ async def run_system(
                 return system_answer(http, questions[i], given)
 
             for c in levels:
-                if c == min(levels):
+                if c == 1:
+                    # The pipeline's engine runs only while the two take turns: the system's
+                    # other levels run as they would alone.
+                    await engine.start()
                     results[c], engine.pipeline[c] = await paired(n, answer, engine.piped)
+                    engine.stop()
                 else:
                     results[c] = await bounded(n, c, answer)
                 r = results[c]
@@ -276,7 +279,16 @@ class InProcess:
         self._ids = iter(range(1 << 30))
 
     async def open(self, store: Path) -> None:
-        """Start the engine, and load the pipeline's models and a copy of `store`."""
+        """Load the pipeline's models and a copy of `store`."""
+        # The system's store stays open in its worker: the pipeline reads a copy of it.
+        copy = Path(tempfile.mkdtemp(prefix="ragq-bench-store-"))
+        shutil.copytree(store, copy / store.name)
+        os.environ["RAGQ_DATA_DIR"] = str(copy)
+        get_settings.cache_clear()
+        await asyncio.to_thread(pipeline_prompt, self.questions[0])
+
+    async def start(self) -> None:
+        """Start the engine, its prefix cache as the system's was at its first level."""
         from vllm import SamplingParams
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.sampling_params import RequestOutputKind
@@ -286,11 +298,6 @@ class InProcess:
         from workers.llm_engine import enforce_eager, model_dtype
 
         settings = self.settings
-        # The system's store stays open in its worker: the pipeline reads a copy of it.
-        copy = Path(tempfile.mkdtemp(prefix="ragq-bench-store-"))
-        shutil.copytree(store, copy / store.name)
-        os.environ["RAGQ_DATA_DIR"] = str(copy)
-        get_settings.cache_clear()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.llm_cpu_kvcache_gib))
         self.engine = AsyncLLM.from_engine_args(
             AsyncEngineArgs(
@@ -308,8 +315,13 @@ class InProcess:
             frequency_penalty=settings.llm_frequency_penalty,
             output_kind=RequestOutputKind.DELTA,
         )
-        await asyncio.to_thread(pipeline_prompt, self.questions[0])  # loads the models and store
         await self.like_the_system(first=True)
+
+    def stop(self) -> None:
+        """Stop the engine."""
+        if self.engine is not None:
+            self.engine.shutdown()
+            self.engine = None
 
     async def one(self, i: int, pipeline: bool = False) -> Run:
         """Question `i` into the engine: its given prompt, or retrieved and rendered first."""
@@ -353,6 +365,7 @@ class InProcess:
         measured at beside the system; also whether the KV cache holds every prompt with its
         answer (see `fits`)."""
         self.prompts = prompts
+        await self.start()
         cache = self.engine.vllm_config.cache_config
         capacity = (cache.num_gpu_blocks or 0) * cache.block_size
         fitting = fits(prompts, self.settings.llm_max_tokens, capacity)
@@ -376,8 +389,7 @@ class InProcess:
         """Stop the engine, close the store copy."""
         from workers import engines
 
-        if self.engine is not None:
-            self.engine.shutdown()
+        self.stop()
         engines.close_all()
 
 

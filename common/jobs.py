@@ -147,8 +147,9 @@ return apply(KEYS, ARGV[1], ARGV[2], fields, events)
 )
 
 # KEYS: as UPDATE_SCRIPT's. ARGV: '1' for the hand-off of a running job to its next stage (else
-# ''), the most attempts, ttl seconds, the worker's hostname, its process instance, the time
-# now (ISO), the prefix of workers' liveness keys, the `status` event's data.
+# ''), the most attempts, the worker's hostname, its process instance, the prefix of workers'
+# liveness keys, then what a new attempt's move to running writes, as UPDATE_SCRIPT's ARGV from
+# its ttl on (ttl seconds, number of fields n, n field/value pairs, event name/data pairs).
 # Claims the job for the worker as `JobStore.claim` says, in one round trip. Returns
 # {'claimed', the record before (flat), the fields set (flat)}, {'poison', attempts} for a job
 # delivered too often, or {'refused'}.
@@ -158,7 +159,7 @@ CLAIM_JOB_SCRIPT = (
 -- Whether the worker process that took a job still announces itself (common.liveness).
 local function holder_alive(hostname, instance)
   if hostname == '' or instance == '' then return false end
-  local value = redis.call('GET', ARGV[7] .. hostname)
+  local value = redis.call('GET', ARGV[5] .. hostname)
   if not value then return false end
   local ok, found = pcall(cjson.decode, value)
   return ok and type(found) == 'table' and found.instance == instance
@@ -179,14 +180,15 @@ local continuing = handoff and rec.released == 'handoff'
 local attempts = tonumber(rec.attempts or '0') + (continuing and 0 or 1)
 if attempts > tonumber(ARGV[2]) then return {'poison', tostring(attempts)} end
 local fields = {
-  'attempts', tostring(attempts), 'worker', ARGV[4], 'worker_instance', ARGV[5], 'released', ''
+  'attempts', tostring(attempts), 'worker', ARGV[3], 'worker_instance', ARGV[4], 'released', ''
 }
 local events = {}
 if not continuing then
-  for _, v in ipairs({'status', 'running', 'started_at', ARGV[6]}) do fields[#fields + 1] = v end
-  events = {'status', ARGV[8]}
+  local n = tonumber(ARGV[7])
+  for j = 1, 2 * n do fields[#fields + 1] = ARGV[7 + j] end
+  for j = 8 + 2 * n, #ARGV do events[#events + 1] = ARGV[j] end
 end
-apply(KEYS, '', ARGV[3], fields, events)
+apply(KEYS, '', ARGV[6], fields, events)
 return {'claimed', raw, fields}
 """
 )
@@ -434,15 +436,15 @@ class JobStore:
         delivered more than `max_attempts` times (its worker died each time) fails as
         `poison_job` instead of taking down yet another worker.
         """
+        # What a new attempt writes is a queued job's move to running (`status_update`'s).
+        start = status_update({}, JobStatus.RUNNING, ACTIVE)
         args = [
             "1" if handoff else "",
             str(self.max_attempts),
-            str(self.ttl_s),
             worker,
             self.instance,
-            now_iso(),
             WORKER_KEY_PREFIX,
-            dumps({"status": JobStatus.RUNNING.value}),
+            *start.script_args(self.ttl_s)[1:],
         ]
         outcome, *found = self._claim(keys=job_update_keys(job_id), args=args)
         if outcome == "poison":

@@ -1,7 +1,9 @@
 """FastAPI dependencies, as Annotated aliases; the objects live on app.state (see api.main).
 
 Every dependency is `async def`, even where it awaits nothing: FastAPI runs a plain `def`
-dependency in a worker thread, a hand-off per dependency per request.
+dependency in a worker thread, a hand-off per dependency per request. FastAPI calls a dependency
+once per request but walks its own dependencies again wherever it is named, so a route that needs
+the tenant and what the key reads takes the caller (`CallerDep`) rather than two dependencies.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from api.services.documents import DocumentService
 from api.services.embeddings import EmbeddingService
 from api.services.idempotency import IdempotencyService
 from api.services.jobs import JobService
-from api.services.limits import Limits
+from api.services.limits import Caller, Limits
 from api.services.search import SearchService
 from api.services.usage import UsageService
 from api.services.webhooks import WebhookService
-from common.access import Access
 from common.contract import INGEST_QUEUE, QUERY_QUEUE
 from common.jobs_async import AsyncJobStore
 from common.settings import Settings
@@ -34,11 +35,9 @@ BEARER = HTTPBearer(
     "it selects the tenant whose jobs, documents and searches the request sees.",
 )
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
-# request.state attributes: the queue a route feeds, whether the tenant was admitted, and what
-# the admitted key may read.
+# request.state attributes: the queue a route feeds, and whether the caller was admitted.
 QUEUE_STATE = "ragq_queue"
 ADMITTED_STATE = "ragq_admitted"
-ACCESS_STATE = "ragq_access"
 
 
 async def _settings(request: Request) -> Settings:
@@ -85,12 +84,13 @@ async def _idempotency(request: Request) -> IdempotencyService:
     return request.app.state.idempotency  # type: ignore[no-any-return]
 
 
-async def _tenant(
+async def _caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
-) -> str:
-    """The tenant of the request's API key (401 without a valid one); counts its request rate
-    and checks the depth of the queue the route feeds (see `_capacity`), in one round trip."""
+) -> Caller:
+    """Who the request's API key speaks for: its tenant and what it may read (401 without a
+    valid key); counts the tenant's request rate and checks the depth of the queue the route
+    feeds (see `_capacity`), in one round trip."""
     if credentials is None:
         raise ApiError(
             401, "unauthorized", "send an API key: Authorization: Bearer rq_…", UNAUTHORIZED
@@ -101,13 +101,12 @@ async def _tenant(
     if caller is None:
         raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", UNAUTHORIZED)
     setattr(request.state, ADMITTED_STATE, True)
-    setattr(request.state, ACCESS_STATE, caller.access)
+    return caller
+
+
+async def _tenant(caller: CallerDep) -> str:
+    """The tenant of the request's API key (for routes that read nothing by access group)."""
     return caller.tenant
-
-
-async def _access(request: Request, tenant: TenantDep) -> Access:
-    """What the request's API key may read within its tenant (after `_tenant` admitted it)."""
-    return getattr(request.state, ACCESS_STATE)  # type: ignore[no-any-return]
 
 
 def is_json(request: Request) -> bool:
@@ -116,7 +115,7 @@ def is_json(request: Request) -> bool:
     return media_type.strip().lower() == "application/json"
 
 
-async def _json_body(request: Request, tenant: TenantDep) -> None:
+async def _json_body(request: Request, caller: CallerDep) -> None:
     """415 unless the body is declared as JSON (FastAPI would read any body as JSON); after the
     API key and the limits, as before."""
     if not is_json(request):
@@ -127,7 +126,7 @@ def _capacity(queue: str) -> Callable[..., Awaitable[None]]:
     """A route dependency that answers 429 while `queue` is too deep.
 
     Route dependencies are solved before the endpoint's, so this one only names the queue, and
-    the tenant dependency measures it with the key lookup; were the tenant already admitted,
+    the caller dependency measures it with the key lookup; were the caller already admitted,
     it measures the queue itself.
     """
 
@@ -148,8 +147,8 @@ JobsDep = Annotated[JobService, Depends(_jobs)]
 DocumentsDep = Annotated[DocumentService, Depends(_documents)]
 SearchDep = Annotated[SearchService, Depends(_search)]
 WebhooksDep = Annotated[WebhookService, Depends(_webhooks)]
+CallerDep = Annotated[Caller, Depends(_caller)]
 TenantDep = Annotated[str, Depends(_tenant)]
-AccessDep = Annotated[Access, Depends(_access)]
 ChatDep = Annotated[ChatService, Depends(_chat)]
 EmbeddingsDep = Annotated[EmbeddingService, Depends(_embeddings)]
 IdempotencyDep = Annotated[IdempotencyService, Depends(_idempotency)]

@@ -13,9 +13,9 @@ Redis database; it writes the same records and publishes the same Celery message
 limit is set out of reach (it is still counted) and the queue depth limit too. Every job is
 checked afterwards: a record and a message per job. Last line one JSON object:
 {"submit_jobs_s", "submit_p50_ms", "submit_p99_ms", "bare_jobs_s", "ratio",
-"api_cpu_ms_per_job", "client_cpu_ms_per_job", "bare_cpu_ms_per_job", "count",
-"transport_errors", "clients", "load_avg"}. CPU per job says what the throughput would be with
-cores to spare: on a loaded machine the wall-clock figures measure the share of the cores the
+"api_cpu_ms_per_job", "client_cpu_ms_per_job", "redis_cpu_ms_per_job", "bare_cpu_ms_per_job",
+"count", "transport_errors", "clients", "load_avg"}. CPU per job says what the throughput would be
+with cores to spare: on a loaded machine the wall-clock figures measure the share of the cores the
 processes got.
 """
 
@@ -206,11 +206,13 @@ def main() -> None:
         key, _ = create_key(sync, "bench")
         load_before = os.getloadavg()[0]
         api_cpu, own_cpu = cpu_seconds(api.pid), time.process_time()
+        redis_cpu = cpu_seconds(server.pid)
         failed: list[str] = []
         http_s, latencies = asyncio.run(
             over_http(settings.base_url, key, args.count, args.clients, failed)
         )
         api_cpu, own_cpu = cpu_seconds(api.pid) - api_cpu, time.process_time() - own_cpu
+        redis_cpu = cpu_seconds(server.pid) - redis_cpu
         check(sync, args.count, len(failed))
         bare_url = url.rsplit("/", 1)[0] + "/1"
         bare_cpu = time.process_time()
@@ -234,6 +236,7 @@ def main() -> None:
         "bare_jobs_s": round(bare_jobs_s, 1),
         "ratio": round(submit_jobs_s / bare_jobs_s, 3),
         "api_cpu_ms_per_job": round(1000 * api_cpu / args.count, 3),
+        "redis_cpu_ms_per_job": round(1000 * redis_cpu / args.count, 3),
         "client_cpu_ms_per_job": round(1000 * own_cpu / args.count, 3),
         "bare_cpu_ms_per_job": round(1000 * bare_cpu / args.count, 3),
         "count": args.count,
@@ -256,7 +259,8 @@ def main() -> None:
     print(f"ratio {result['ratio']}; load average {load_before:.2f} → {load_after:.2f}")
     print(
         f"CPU per job: API process {result['api_cpu_ms_per_job']} ms, HTTP clients "
-        f"{result['client_cpu_ms_per_job']} ms; bare {result['bare_cpu_ms_per_job']} ms "
+        f"{result['client_cpu_ms_per_job']} ms, Redis {result['redis_cpu_ms_per_job']} ms; "
+        f"bare {result['bare_cpu_ms_per_job']} ms "
         f"(one free core would carry at most {1000 / max(1e-9, result['api_cpu_ms_per_job']):.0f} "
         "jobs/s through the API process)"
     )

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
+from common.batch import Batch, BatchRunner
 from common.jobs import (
     UPDATE_SCRIPT,
     Update,
@@ -70,6 +70,7 @@ class AsyncJobStore:
         self.redis = client
         self.ttl_s = ttl_s
         self._update = client.register_script(UPDATE_SCRIPT)
+        self._batches = BatchRunner(client)
 
     async def create(
         self,
@@ -79,33 +80,32 @@ class AsyncJobStore:
         *,
         extra: Mapping[str, str] | None = None,
         blob: bytes | None = None,
-        also: Callable[[Pipeline], object] | None = None,
-    ) -> JobRecord:
-        """Write a queued job, its upload and whatever `also` adds, in one transaction."""
+        also: Callable[[Batch], object] | None = None,
+    ) -> None:
+        """Write a queued job, its upload and whatever `also` adds, together (one batch)."""
         fields = new_record_fields(job_id, kind, tenant, extra)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(job_key(job_id), mapping=fields)
-            pipe.xadd(
-                events_key(job_id),
-                {"event": EventName.STATUS.value, "data": dumps({"status": "queued"})},
-            )
-            pipe.expire(job_key(job_id), self.ttl_s)
-            pipe.expire(events_key(job_id), self.ttl_s)
-            now = time.time()
-            pipe.zadd(ACTIVE_JOBS_KEY, {job_id: now})
-            # The tenant's job list: an entry lives as long as a record that was never updated
-            # (RAGQ_JOB_TTL_S after creation); older entries are trimmed here, and the whole
-            # set expires with its newest job.
-            index = tenant_jobs_key(tenant)
-            pipe.zadd(index, {job_id: now})
-            pipe.zremrangebyscore(index, "-inf", f"({now - self.ttl_s}")
-            pipe.expire(index, self.ttl_s)
-            if blob is not None:
-                pipe.set(blob_key(job_id), blob, ex=self.ttl_s)
-            if also is not None:
-                also(pipe)
-            await pipe.execute()
-        return record_from_hash(fields)
+        batch = Batch()
+        batch.hset(job_key(job_id), mapping=fields)
+        batch.xadd(
+            events_key(job_id),
+            {"event": EventName.STATUS.value, "data": dumps({"status": "queued"})},
+        )
+        batch.expire(job_key(job_id), self.ttl_s)
+        batch.expire(events_key(job_id), self.ttl_s)
+        now = time.time()
+        batch.zadd(ACTIVE_JOBS_KEY, {job_id: now})
+        # The tenant's job list: an entry lives as long as a record that was never updated
+        # (RAGQ_JOB_TTL_S after creation); older entries are trimmed here, and the whole set
+        # expires with its newest job.
+        index = tenant_jobs_key(tenant)
+        batch.zadd(index, {job_id: now})
+        batch.zremrangebyscore(index, "-inf", f"({now - self.ttl_s}")
+        batch.expire(index, self.ttl_s)
+        if blob is not None:
+            batch.set(blob_key(job_id), blob, ex=self.ttl_s)
+        if also is not None:
+            also(batch)
+        await self._batches(batch)
 
     async def raw(self, job_id: str) -> dict[str, str]:
         """The job's hash (empty if it does not exist)."""

@@ -1,13 +1,13 @@
-"""A job's Celery message, built to be written in the transaction that writes its record.
+"""A job's Celery message, built to be written together with its job's record.
 
 `celery.send_task` is synchronous (a thread per call in the API) and costs Redis round trips of
 its own: the exchange's bindings, the result backend's subscribe and unsubscribe, the LPUSH and
 the task-sent event (1.8 ms in a worker, against a quarter of that for the transaction alone).
-Built here instead, the message is LPUSHed in the MULTI/EXEC that writes the job's record: the
-API's new job with its first task, the query worker's hand-off with the generation task. The two
-are stored together or not at all: never a message without its record, nor a record without its
-message. The message is the one `send_task` writes (tests
-compare the two): the headers and body of Celery's own `as_task_v2`, stamped by the
+Built here instead, the message is LPUSHed in the writes that make the job's record (the API's
+new job with its first task: one script call, `common/batch.py`; the query worker's hand-off with
+the generation task: a MULTI/EXEC). The two are stored together or not at all: never a message
+without its record, nor a record without its message. The message is the one `send_task` writes
+(tests compare the two): the headers and body of Celery's own `as_task_v2`, stamped by the
 `before_task_publish` receivers, in the envelope of kombu's Redis transport (the body JSON,
 base64-encoded). No task-sent event is published for it: Flower shows the task once a worker
 receives it.
@@ -16,16 +16,33 @@ receives it.
 from __future__ import annotations
 
 import base64
+import os
 import uuid
 from typing import Any
 
 from celery import Celery, signals
-from kombu.utils.json import dumps
+from celery.utils.nodenames import anon_nodename
+from celery.utils.saferepr import saferepr
+from kombu.utils.json import JSONEncoder
 
 from common.contract import ROUTES
 
 # kombu's Producer defaults: persistent delivery, priority 0 (the queue's own list, no suffix).
 PERSISTENT = 2
+# No task of ours takes keyword arguments.
+KWARGSREPR = saferepr({})
+# kombu's `dumps` is this encoder's `encode`, with an encoder made per call.
+dumps = JSONEncoder().encode
+# This process's node name, as Celery stamps it on what it sends; a forked worker has its own.
+_origin: list[str] = []
+os.register_at_fork(after_in_child=_origin.clear)
+
+
+def origin() -> str:
+    """This process's anonymous node name (`as_task_v2` would look it up for every message)."""
+    if not _origin:
+        _origin.append(anon_nodename())
+    return _origin[0]
 
 
 class TaskMessages:
@@ -33,12 +50,22 @@ class TaskMessages:
 
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
+        # The configuration's repr limits, which `as_task_v2` would look up for every message.
+        self._repr_size = celery.amqp.argsrepr_maxsize
+        self._repr_levels = celery.conf.task_repr_maxlevels
 
     def build(self, task: str, task_id: str, args: list[Any]) -> tuple[str, str]:
         """(the queue, the message to LPUSH onto it) of a task, as `send_task` would send it."""
         queue = ROUTES[task]
         message = self.celery.amqp.as_task_v2(
-            task_id, task, args=args, reply_to=self.celery.thread_oid, ignore_result=None
+            task_id,
+            task,
+            args=args,
+            reply_to=self.celery.thread_oid,
+            ignore_result=None,
+            origin=origin(),
+            argsrepr=saferepr(args, self._repr_size, maxlevels=self._repr_levels),
+            kwargsrepr=KWARGSREPR,
         )
         headers: dict[str, Any] = message.headers
         properties: dict[str, Any] = message.properties

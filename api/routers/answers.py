@@ -7,11 +7,10 @@ from fastapi import APIRouter, Request, Response, status
 from api.deps import (
     JSON_BODY,
     QUERY_CAPACITY,
-    AccessDep,
+    CallerDep,
     IdempotencyDep,
     IdempotencyKeyDep,
     JobsDep,
-    TenantDep,
 )
 from api.errors import ErrorBody
 from api.schemas import AnswerIn, JobAccepted
@@ -35,8 +34,7 @@ async def submit_answer(
     response: Response,
     body: AnswerIn,
     jobs: JobsDep,
-    tenant: TenantDep,
-    access: AccessDep,
+    caller: CallerDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyDep = None,
 ) -> JobAccepted:
@@ -44,9 +42,9 @@ async def submit_answer(
     fingerprint = await keyed_json_fingerprint(request, idempotency_key)
     return await idempotency.respond(
         response,
-        access.scope(tenant),
+        caller.scope(),
         idempotency_key,
         fingerprint,
         JobAccepted,
-        lambda: jobs.submit_answer(tenant, access, body),
+        lambda: jobs.submit_answer(caller.tenant, caller.access, body),
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from api.deps import (
     INGEST_CAPACITY,
     JSON_BODY,
-    AccessDep,
+    CallerDep,
     DocumentsDep,
     IdempotencyDep,
     IdempotencyKeyDep,
@@ -56,8 +56,7 @@ async def submit_document(
     request: Request,
     response: Response,
     documents: DocumentsDep,
-    tenant: TenantDep,
-    access: AccessDep,
+    caller: CallerDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyDep = None,
@@ -66,11 +65,11 @@ async def submit_document(
     upload, fingerprint = await document_upload(request, settings, idempotency_key)
     return await idempotency.respond(
         response,
-        access.scope(tenant),
+        caller.scope(),
         idempotency_key,
         fingerprint,
         JobAccepted,
-        lambda: documents.submit(tenant, access, upload),
+        lambda: documents.submit(caller.tenant, caller.access, upload),
     )
 
 
@@ -90,8 +89,7 @@ async def submit_batch(
     request: Request,
     response: Response,
     documents: DocumentsDep,
-    tenant: TenantDep,
-    access: AccessDep,
+    caller: CallerDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyDep = None,
@@ -100,11 +98,11 @@ async def submit_batch(
     uploads, fingerprint = await batch_uploads(request, settings, idempotency_key)
     return await idempotency.respond(
         response,
-        access.scope(tenant),
+        caller.scope(),
         idempotency_key,
         fingerprint,
         BatchAccepted,
-        lambda: documents.submit_batch(tenant, access, uploads),
+        lambda: documents.submit_batch(caller.tenant, caller.access, uploads),
     )
 
 
@@ -122,22 +120,21 @@ async def get_batch(
 @router.get("/v1/documents", response_model=DocumentList)
 async def list_documents(
     documents: DocumentsDep,
-    tenant: TenantDep,
-    access: AccessDep,
+    caller: CallerDep,
     offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> DocumentList:
     """The documents the key reads, with their status and chunk counts, oldest first."""
-    page, total = await documents.list(tenant, access, offset, limit)
+    page, total = await documents.list(caller.tenant, caller.access, offset, limit)
     return DocumentList(documents=page, total=total, offset=offset, limit=limit)
 
 
 @router.get("/v1/documents/{document_id}", response_model=DocumentInfo, responses=NOT_FOUND)
 async def get_document(
-    document_id: str, documents: DocumentsDep, tenant: TenantDep, access: AccessDep
+    document_id: str, documents: DocumentsDep, caller: CallerDep
 ) -> DocumentInfo:
     """One document's status, chunk count, content hash and access groups."""
-    return await documents.get(tenant, access, document_id)
+    return await documents.get(caller.tenant, caller.access, document_id)
 
 
 @router.patch(
@@ -151,12 +148,11 @@ async def patch_document(
     document_id: str,
     body: DocumentPatch,
     documents: DocumentsDep,
-    tenant: TenantDep,
-    access: AccessDep,
+    caller: CallerDep,
 ) -> JobAccepted:
     """Change a document's access groups (202 with the job that applies them to its chunks,
     without embedding them again); the registry shows them at once."""
-    return await documents.set_groups(tenant, access, document_id, body.access_groups)
+    return await documents.set_groups(caller.tenant, caller.access, document_id, body.access_groups)
 
 
 @router.delete(
@@ -167,10 +163,10 @@ async def patch_document(
     dependencies=[INGEST_CAPACITY],
 )
 async def delete_document(
-    document_id: str, documents: DocumentsDep, tenant: TenantDep, access: AccessDep
+    document_id: str, documents: DocumentsDep, caller: CallerDep
 ) -> JobAccepted:
     """Queue the removal of a document's chunks from the store (202 with the job)."""
-    return await documents.delete(tenant, access, document_id)
+    return await documents.delete(caller.tenant, caller.access, document_id)
 
 
 @router.post(
@@ -188,8 +184,7 @@ async def reindex_all(
     request: Request,
     response: Response,
     documents: DocumentsDep,
-    tenant: TenantDep,
-    access: AccessDep,
+    caller: CallerDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyDep = None,
 ) -> BatchAccepted:
@@ -197,11 +192,11 @@ async def reindex_all(
     fingerprint = json_fingerprint(request_scope(request), b"")
     return await idempotency.respond(
         response,
-        access.scope(tenant),
+        caller.scope(),
         idempotency_key,
         fingerprint,
         BatchAccepted,
-        lambda: documents.reindex_all(tenant, access),
+        lambda: documents.reindex_all(caller.tenant, caller.access),
     )
 
 
@@ -217,8 +212,7 @@ async def reindex_document(
     request: Request,
     response: Response,
     documents: DocumentsDep,
-    tenant: TenantDep,
-    access: AccessDep,
+    caller: CallerDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyDep = None,
 ) -> JobAccepted:
@@ -226,9 +220,9 @@ async def reindex_document(
     fingerprint = json_fingerprint(request_scope(request), b"")
     return await idempotency.respond(
         response,
-        access.scope(tenant),
+        caller.scope(),
         idempotency_key,
         fingerprint,
         JobAccepted,
-        lambda: documents.reindex(tenant, access, document_id),
+        lambda: documents.reindex(caller.tenant, caller.access, document_id),
     )

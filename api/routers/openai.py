@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import JSON_BODY, QUERY_CAPACITY, AccessDep, ChatDep, EmbeddingsDep, TenantDep
+from api.deps import JSON_BODY, QUERY_CAPACITY, CallerDep, ChatDep, EmbeddingsDep, TenantDep
 from api.openai_schemas import (
     JOB_HEADER,
     ChatCompletion,
@@ -64,19 +64,18 @@ async def chat_completions(
     response: Response,
     body: ChatCompletionIn,
     chat: ChatDep,
-    tenant: TenantDep,
-    access: AccessDep,
+    caller: CallerDep,
 ) -> ChatCompletion | EventSourceResponse:
     """Answer the conversation's last question from the tenant's documents, as an answer job.
 
     The answer's `[n]` markers come with `url_citation` annotations, and the passages under the
     `citations` extension; retrieval options go in the `ragq` extension object.
     """
-    job_id, deadline_s = await chat.start(tenant, access, body)
+    job_id, deadline_s = await chat.start(caller.tenant, caller.access, body)
     base_url = str(request.base_url).rstrip("/")
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = chat.stream(tenant, job_id, body.model, include_usage, base_url)
+        events = chat.stream(caller.tenant, job_id, body.model, include_usage, base_url)
 
         async def sse():  # type: ignore[no-untyped-def]
             async for data in events:
@@ -84,7 +83,9 @@ async def chat_completions(
 
         return EventSourceResponse(sse(), headers={JOB_HEADER: job_id}, ping=15, sep="\n")
     response.headers[JOB_HEADER] = job_id
-    return await chat.complete(tenant, job_id, deadline_s, body.model, base_url, request.receive)
+    return await chat.complete(
+        caller.tenant, job_id, deadline_s, body.model, base_url, request.receive
+    )
 
 
 @router.post(

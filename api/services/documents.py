@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from api.errors import ApiError
 from api.schemas import BatchAccepted, BatchStatus, JobAccepted
@@ -24,6 +23,7 @@ from common.access import (
     dumps_groups,
     loads_groups,
 )
+from common.batch import Batch
 from common.clock import now_iso
 from common.contract import DELETE_TASK, GROUPS_TASK, INGEST_TASK, REINDEX_TASK
 from common.documents import (
@@ -229,17 +229,17 @@ class DocumentService:
             doc_fields[ACCESS_GROUPS] = dumps_groups(doc_groups)
         old_sha = current.get("content_sha256")
 
-        def register(pipe: Pipeline) -> None:
+        def register(batch: Batch) -> None:
             if current.get("status") == DocumentStatus.READY and "live" not in current:
                 # Registered before versions were kept: its chunks are the live version.
-                pipe.hsetnx(doc_key(tenant, document_id), "live", version_snapshot(current))
-            pipe.hset(doc_key(tenant, document_id), mapping=doc_fields)
-            pipe.zadd(listing_key(tenant), {document_id: time.time()}, nx=True)
+                batch.hsetnx(doc_key(tenant, document_id), "live", version_snapshot(current))
+            batch.hset(doc_key(tenant, document_id), mapping=doc_fields)
+            batch.zadd(listing_key(tenant), {document_id: time.time()}, nx=True)
             if old_sha and old_sha != sha:
-                pipe.hdel(content_key(tenant), old_sha)
+                batch.hdel(content_key(tenant), old_sha)
             if not hidden:
                 # The index keeps pointing at the hidden document: it answers for that one.
-                pipe.hset(content_key(tenant), sha, document_id)
+                batch.hset(content_key(tenant), sha, document_id)
 
         fields = {
             "document_id": document_id,
@@ -387,9 +387,9 @@ class DocumentService:
             )
         key = doc_key(tenant, document_id)
 
-        def write(pipe: Pipeline) -> None:
+        def write(batch: Batch) -> None:
             pending = groups_pending_key(tenant)
-            pipe.eval(
+            batch.eval(
                 SET_GROUPS_SCRIPT, 2, key, pending, dumps_groups(checked), now_iso(), document_id
             )
 
@@ -417,8 +417,8 @@ class DocumentService:
                 )
         job_id = str(uuid.uuid4())
 
-        def mark(pipe: Pipeline) -> None:
-            pipe.hset(
+        def mark(batch: Batch) -> None:
+            batch.hset(
                 doc_key(tenant, document_id),
                 mapping={
                     "status": DocumentStatus.DELETING.value,

@@ -1,5 +1,5 @@
 """Creating, reading and cancelling jobs: validation, then the record and the first Celery message
-in one Redis transaction."""
+in one Redis batch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Callable
 
 from celery import Celery
-from redis.asyncio.client import Pipeline
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
@@ -15,6 +14,7 @@ from api.schemas import AnswerIn, JobAccepted, JobList
 from api.services import inputs
 from api.services.quotas import QuotaService
 from common.access import Access
+from common.batch import Batch
 from common.contract import RETRIEVE_TASK
 from common.documents import settle
 from common.jobs_async import AsyncJobStore, BadCursor
@@ -49,21 +49,21 @@ class JobService:
         fields: dict[str, str],
         *,
         blob: bytes | None = None,
-        also: Callable[[Pipeline], object] | None = None,
+        also: Callable[[Batch], object] | None = None,
         job_id: str | None = None,
         webhook_url: str | None = None,
     ) -> str:
-        """Record a queued job and send its first task: with `also`'s writes, in one
-        transaction (one round trip), so none of it is stored unless all of it is."""
+        """Record a queued job and send its first task: with `also`'s writes, in one batch
+        (one round trip), so none of it is stored unless all of it is."""
         job_id = job_id or str(uuid.uuid4())
         if webhook_url:
             fields = {**fields, "webhook_url": webhook_url}
         queue, message = self.messages.build(task, job_id, [job_id])
 
-        def write(pipe: Pipeline) -> None:
+        def write(batch: Batch) -> None:
             if also is not None:
-                also(pipe)
-            pipe.lpush(queue, message)
+                also(batch)
+            batch.lpush(queue, message)
 
         await self.store.create(job_id, kind, tenant, extra=fields, blob=blob, also=write)
         JOBS_CREATED.labels(kind.value).inc()

@@ -51,6 +51,10 @@ class Caller:
     tenant: str
     access: Access
 
+    def scope(self) -> str:
+        """What the caller's idempotency keys are stored under (see `Access.scope`)."""
+        return self.access.scope(self.tenant)
+
 
 class Limits:
     """Per-tenant request rate (429 `rate_limited`) and queue backpressure (429 `queue_full`)."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from typing import Any
 
 import pytest
 import redis
+from celery.utils.nodenames import anon_nodename
 
 from common.contract import GENERATE_TASK, INGEST_TASK, RETRIEVE_TASK, ROUTES, create_app
-from common.messages import TaskMessages
+from common.messages import TaskMessages, origin
 from common.settings import Settings
 from common.telemetry import SENT_AT_HEADER
 
@@ -53,3 +55,18 @@ def test_built_message_is_what_send_task_writes(
         celery.close()
         client.flushdb()
         client.close()
+
+
+def test_a_forked_worker_stamps_its_own_origin() -> None:
+    parent = origin()
+    assert parent == anon_nodename()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: Celery's prefork workers are forked after the module is imported
+        os.write(write, origin().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 200).decode()
+    os.close(read)
+    assert child == f"gen{pid}@{parent.split('@', 1)[1]}" != parent

@@ -16,6 +16,7 @@ receives it.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import uuid
 from typing import Any
@@ -33,16 +34,16 @@ PERSISTENT = 2
 KWARGSREPR = saferepr({})
 # kombu's `dumps` is this encoder's `encode`, with an encoder made per call.
 dumps = JSONEncoder().encode
-# This process's node name, as Celery stamps it on what it sends; a forked worker has its own.
-_origin: list[str] = []
-os.register_at_fork(after_in_child=_origin.clear)
 
 
+@functools.cache
 def origin() -> str:
     """This process's anonymous node name (`as_task_v2` would look it up for every message)."""
-    if not _origin:
-        _origin.append(anon_nodename())
-    return _origin[0]
+    return anon_nodename()
+
+
+# A forked worker stamps its own node name.
+os.register_at_fork(after_in_child=origin.cache_clear)
 
 
 class TaskMessages:

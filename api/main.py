@@ -32,6 +32,7 @@ from common.redis_async import async_redis
 from common.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+ACCESS_LOGGER = "uvicorn.access"
 # Every route that needs an API key may also answer these.
 AUTHENTICATED_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
@@ -57,6 +58,9 @@ def check_production_keys(settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API; long-lived clients are created in its lifespan."""
     settings = settings or get_settings()
+    # uvicorn has configured its loggers by the time it calls this factory.
+    access_level = logging.INFO if settings.api_access_log else logging.WARNING
+    logging.getLogger(ACCESS_LOGGER).setLevel(access_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

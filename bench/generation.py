@@ -7,11 +7,15 @@ Bare: the very same prompt token ids straight into an AsyncLLM with the same eng
 In-process pipeline: that engine again, each question first embedded, searched in a copy of the
 store the system filled and rendered into its prompt by the query worker's own functions, in one
 process — the same work without the queues (`ttft_queue_overhead_ms_p50_c<lowest>`, system minus
-pipeline, and `ttft_ratio_p50_c<highest>`, system ÷ pipeline). At concurrency 1 the two take
-turns question by question (system first for one, pipeline first for the next), so that a drift
-of the machine's speed during the run falls on both, each after a pause in which the other's
-engine goes idle (the pipeline's engine runs beside the service only then);
-`paired_difference_ms_p50_c1` is the median of the questions' own differences. Each request's
+pipeline, and `ttft_ratio_p50_c<highest>`, system ÷ pipeline). The two take turns, so that a
+drift of the machine's speed during the run falls on both, each after a pause in which the
+other's engine goes idle: at concurrency 1 question by question (system first for one, pipeline
+first for the next; `paired_difference_ms_p50_c1` is the median of the questions' own
+differences), above it `--rounds` rounds of all the questions each (system first in one round,
+pipeline first in the next), each side's requests pooled. A level above 1 is not a steady figure
+in one round: its time to first token depends on how the requests reach the engine (all at once,
+the engine fills one step with all but the first; spread out, each joins the batch sooner), which
+the query stage's pace decides, and that moves with the machine's speed. Each request's
 time outside the engine (its time to first token less the engine's own, from submitting to the
 engine to its first text) gives the same difference free of the engine's own variation
 (`queue_overhead_outside_engine_ms_p50_c<lowest>`).
@@ -130,6 +134,35 @@ async def paired(
     )
 
 
+async def rounds(
+    n: int,
+    concurrency: int,
+    count: int,
+    one: Callable[[int], Awaitable[Run]],
+    other: Callable[[int], Awaitable[Run]],
+) -> tuple[Result, Result]:
+    """Run all n of `one` at `concurrency`, then all n of `other`, `count` times, taking turns at
+    going first, with PAIR_PAUSE_S before each; each side's requests pooled, its wall time the
+    sum of its own rounds'."""
+    ones: list[Result] = []
+    others: list[Result] = []
+    for k in range(count):
+        for side, results in ((one, ones), (other, others))[:: 1 if k % 2 == 0 else -1]:
+            await asyncio.sleep(PAIR_PAUSE_S)
+            results.append(await bounded(n, concurrency, side))
+    return pooled(ones), pooled(others)
+
+
+def turns(result: Result, n: int) -> list[Result]:
+    """A pooled result's turns of n requests each (one turn of n at concurrency 1)."""
+    return [Result(result.runs[k : k + n], 0.0) for k in range(0, len(result.runs), n)]
+
+
+def pooled(results: list[Result]) -> Result:
+    """Several results as one: every request, the sum of the wall times."""
+    return Result([r for result in results for r in result.runs], sum(r.wall_s for r in results))
+
+
 async def timed(one: Callable[[int], Awaitable[Run]], i: int) -> Run:
     """`one(i)`, with its whole time."""
     start = time.perf_counter()
@@ -204,10 +237,11 @@ async def openai_answer(http: httpx.AsyncClient, question: str) -> Run:
 
 async def run_system(
     settings: Settings, env: dict[str, str], corpus: list[dict[str, Any]], questions: list[str],
-    n: int, levels: list[int], engine: InProcess,
+    n: int, levels: list[int], count: int, engine: InProcess,
 ) -> tuple[dict[int, Result], dict[str, list[dict[str, Any]]]]:  # fmt: skip
-    """Measure the whole system at each concurrency, at 1 by turns with `engine`'s in-process
-    pipeline (on a copy of the system's store); also the passages each question was given.
+    """Measure the whole system and `engine`'s in-process pipeline (on a copy of the system's
+    store) by turns at each concurrency: at 1 question by question, above it `count` rounds of
+    all n questions each; also the passages each question was given.
 
     The OpenAI route's result at the highest concurrency `c` is under the key `-c`.
     """
@@ -227,23 +261,29 @@ async def run_system(
             def answer(i: int) -> Awaitable[Run]:
                 return system_answer(http, questions[i], given)
 
+            # The pipeline's engine runs beside the service while the two take turns: each side
+            # runs beside the other's idle engine alike.
+            await engine.start()
             for c in levels:
+                await engine.like_the_system(first=c == levels[0])
                 if c == 1:
-                    # The pipeline's engine runs only while the two take turns: the system's
-                    # other levels run as they would alone.
-                    await engine.start()
-                    await engine.like_the_system(first=c == levels[0])
                     results[c], engine.pipeline[c] = await paired(n, answer, engine.piped)
-                    engine.stop()
                 else:
-                    results[c] = await bounded(n, c, answer)
-                r = results[c]
+                    results[c], engine.pipeline[c] = await rounds(n, c, count, answer, engine.piped)
+                r, p = results[c], engine.pipeline[c]
                 print(
                     f"system c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms at the "
                     f"client, {r.engine_ttft_ms(0.5):.0f} ms of it in the engine "
-                    f"({r.outside_engine_ms(0.5):.1f} ms outside it)",
+                    f"({r.outside_engine_ms(0.5):.1f} ms outside it); pipeline TTFT p50 "
+                    f"{p.ttft_ms(0.5):.0f} ms; p50 by turn, system / pipeline (ms): "
+                    + ", ".join(
+                        f"{s.ttft_ms(0.5):.0f} / {q.ttft_ms(0.5):.0f}"
+                        for s, q in zip(turns(r, n), turns(p, n), strict=True)
+                    ),
                     flush=True,
                 )
+            # The service's other route runs as it would alone.
+            engine.stop()
             top = max(levels)
             results[-top] = await bounded(n, top, lambda i: openai_answer(http, questions[i]))
             r = results[-top]
@@ -361,9 +401,8 @@ class InProcess:
     async def measure(
         self, prompts: list[list[int]], n: int, levels: list[int]
     ) -> tuple[dict[int, Result], bool]:
-        """The bare engine on `prompts` at each level, and the pipeline at each level it was not
-        measured at beside the system; also whether the KV cache holds every prompt with its
-        answer (see `fits`)."""
+        """The bare engine on `prompts` at each level; also whether the KV cache holds every
+        prompt with its answer (see `fits`)."""
         self.prompts = prompts
         await self.start()
         cache = self.engine.vllm_config.cache_config
@@ -373,15 +412,9 @@ class InProcess:
         for i, c in enumerate(levels):
             await self.like_the_system(i == 0)
             results[c] = await bounded(n, c, self.one)
-            if c not in self.pipeline:
-                await self.like_the_system(i == 0)
-                self.pipeline[c] = await bounded(n, c, self.piped)
-            r, p = results[c], self.pipeline[c]
+            r = results[c]
             print(
-                f"bare   c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms; "
-                f"in-process pipeline {p.tok_s:.1f} tok/s, TTFT p50 {p.ttft_ms(0.5):.0f} ms "
-                f"({p.outside_engine_ms(0.5):.1f} ms outside the engine)",
-                flush=True,
+                f"bare   c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms", flush=True
             )
         return results, fitting
 
@@ -395,13 +428,13 @@ class InProcess:
 
 async def measure(
     settings: Settings, env: dict[str, str], corpus: list[dict[str, Any]], questions: list[str],
-    n: int, levels: list[int],
+    n: int, levels: list[int], count: int,
 ) -> tuple[dict[int, Result], dict[int, Result], dict[int, Result], bool]:  # fmt: skip
     """The system's, the bare engine's and the pipeline's results at each level; whether the
     prompts fit the KV cache."""
     engine = InProcess(settings, questions)
     try:
-        system, given = await run_system(settings, env, corpus, questions, n, levels, engine)
+        system, given = await run_system(settings, env, corpus, questions, n, levels, count, engine)
         tokenizer = await asyncio.to_thread(tokenizer_of, settings)
         prompts = []
         for q in questions:
@@ -455,6 +488,12 @@ def main() -> None:
         help="answer jobs per concurrency level (their prompts must fit the engine's KV cache)",
     )
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated levels")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="turns of each side at every level above 1 (all n questions each)",
+    )
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--docs", type=int, default=300, help="SciFact abstracts to ingest")
     parser.add_argument(
@@ -491,7 +530,7 @@ def main() -> None:
     os.environ.update(overrides)
     settings = Settings()
     system, bare, pipeline, fitting = asyncio.run(
-        measure(settings, dict(os.environ), corpus, questions, args.n, levels)
+        measure(settings, dict(os.environ), corpus, questions, args.n, levels, args.rounds)
     )
 
     print(f"\n{args.n} answer jobs per level, {args.max_tokens} max tokens, {args.docs} docs")

@@ -41,3 +41,27 @@ def test_the_sides_take_turns_and_keep_each_question_in_its_place(
     # Each side's wall time is its own requests' time, not the other's.
     assert all(r.total_s >= 0.01 for r in system.runs + pipeline.runs)
     assert system.wall_s == pytest.approx(sum(r.total_s for r in system.runs))
+
+
+def test_rounds_take_turns_at_going_first_and_pool_each_side(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(generation, "PAIR_PAUSE_S", 0.0)
+    order: list[str] = []
+
+    def side(name: str) -> Callable[[int], Awaitable[generation.Run]]:
+        async def one(i: int) -> generation.Run:
+            if i == 0:
+                order.append(name)
+            await asyncio.sleep(0.01)
+            return generation.Run(float(i), tokens=i)
+
+        return one
+
+    system, pipeline = asyncio.run(generation.rounds(4, 2, 3, side("system"), side("pipeline")))
+
+    assert order == ["system", "pipeline", "pipeline", "system", "system", "pipeline"]
+    assert [r.tokens for r in system.runs] == [0, 1, 2, 3] * 3
+    assert [[r.tokens for r in t.runs] for t in generation.turns(pipeline, 4)] == [[0, 1, 2, 3]] * 3
+    # Two at a time: each round takes about two requests' time, and a side's wall time is its own.
+    assert 0.06 <= system.wall_s < 0.2

@@ -1,4 +1,4 @@
-"""Cross-document embedding batches: many ingest threads, one model call per full batch."""
+"""Embedding batches across threads: many ingest (or query) threads, one model call per batch."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ class _Request:
 
 
 class EmbeddingBatcher:
-    """Coalesces concurrent `encode` calls into batches of up to `batch_size` texts."""
+    """Coalesces concurrent `encode` calls into batches of up to `batch_size` texts: a batch
+    waits up to `max_wait_s` after its first request for more (0: it takes only those already
+    waiting)."""
 
     def __init__(self, model: Any, batch_size: int, max_wait_s: float = 0.01) -> None:
         self.model = model

@@ -72,6 +72,14 @@ def batcher() -> EmbeddingBatcher:
 
 
 @process_singleton
+def query_batcher() -> EmbeddingBatcher:
+    """The embedding batcher of this process's questions: one goes at once, and those that come
+    while the model runs go together in its next call (concurrent questions no longer run one
+    forward pass each, side by side on the same cores)."""
+    return EmbeddingBatcher(embedder(), get_settings().embedding_batch_size, max_wait_s=0.0)
+
+
+@process_singleton
 def sparse_encoder() -> SparseEncoder:
     """The BM25 encoder of chunk and query terms."""
     return SparseEncoder()

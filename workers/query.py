@@ -99,8 +99,7 @@ def hidden_documents(tenant: str, groups: list[str] | None) -> list[str]:
 
 def embed(query: str) -> list[float]:
     """The query's dense vector (normalised, so a dot product is its cosine similarity)."""
-    encoded = engines.embedder().encode([query], normalize_embeddings=True, show_progress_bar=False)
-    return list(encoded[0].tolist())
+    return list(engines.query_batcher().encode([query])[0].tolist())
 
 
 def conversation_query(
@@ -116,9 +115,7 @@ def conversation_query(
         return question, embed(question) if dense else None, None
     vector = None
     if dense:
-        both = engines.embedder().encode(
-            [question, earlier], normalize_embeddings=True, show_progress_bar=False
-        )
+        both = engines.query_batcher().encode([question, earlier])
         vector = conversation.dense_query(both[0], both[1])
     encoder = engines.sparse_encoder()
     terms = conversation.sparse_query(encoder.encode_query(question), encoder.encode_query(earlier))

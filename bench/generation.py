@@ -275,7 +275,8 @@ async def run_system(
                     f"system c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms at the "
                     f"client, {r.engine_ttft_ms(0.5):.0f} ms of it in the engine "
                     f"({r.outside_engine_ms(0.5):.1f} ms outside it); pipeline TTFT p50 "
-                    f"{p.ttft_ms(0.5):.0f} ms; p50 by turn, system / pipeline (ms): "
+                    f"{p.ttft_ms(0.5):.0f} ms ({p.outside_engine_ms(0.5):.1f} ms outside the "
+                    "engine); p50 by turn, system / pipeline (ms): "
                     + ", ".join(
                         f"{s.ttft_ms(0.5):.0f} / {q.ttft_ms(0.5):.0f}"
                         for s, q in zip(turns(r, n), turns(p, n), strict=True)

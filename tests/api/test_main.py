@@ -33,9 +33,7 @@ def test_the_access_log_setting_writes_a_line_per_request(
     settings = Settings()
     log = tmp_path / "api.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            api_command(settings), env=dict(os.environ), stdout=out, stderr=out
-        )
+        proc = subprocess.Popen(api_command(settings), env=dict(os.environ), stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -140,22 +140,16 @@ async def rounds(
     count: int,
     one: Callable[[int], Awaitable[Run]],
     other: Callable[[int], Awaitable[Run]],
-) -> tuple[Result, Result]:
+) -> tuple[list[Result], list[Result]]:
     """Run all n of `one` at `concurrency`, then all n of `other`, `count` times, taking turns at
-    going first, with PAIR_PAUSE_S before each; each side's requests pooled, its wall time the
-    sum of its own rounds'."""
+    going first, with PAIR_PAUSE_S before each; each side's result of each round."""
     ones: list[Result] = []
     others: list[Result] = []
     for k in range(count):
         for side, results in ((one, ones), (other, others))[:: 1 if k % 2 == 0 else -1]:
             await asyncio.sleep(PAIR_PAUSE_S)
             results.append(await bounded(n, concurrency, side))
-    return pooled(ones), pooled(others)
-
-
-def turns(result: Result, n: int) -> list[Result]:
-    """A pooled result's turns of n requests each (one turn of n at concurrency 1)."""
-    return [Result(result.runs[k : k + n], 0.0) for k in range(0, len(result.runs), n)]
+    return ones, others
 
 
 def pooled(results: list[Result]) -> Result:
@@ -267,9 +261,11 @@ async def run_system(
             for c in levels:
                 await engine.like_the_system(first=c == levels[0])
                 if c == 1:
-                    results[c], engine.pipeline[c] = await paired(n, answer, engine.piped)
+                    system_turn, pipeline_turn = await paired(n, answer, engine.piped)
+                    system_turns, pipeline_turns = [system_turn], [pipeline_turn]
                 else:
-                    results[c], engine.pipeline[c] = await rounds(n, c, count, answer, engine.piped)
+                    system_turns, pipeline_turns = await rounds(n, c, count, answer, engine.piped)
+                results[c], engine.pipeline[c] = pooled(system_turns), pooled(pipeline_turns)
                 r, p = results[c], engine.pipeline[c]
                 print(
                     f"system c={c}: {r.tok_s:.1f} tok/s; TTFT p50 {r.ttft_ms(0.5):.0f} ms at the "
@@ -279,7 +275,7 @@ async def run_system(
                     "engine); p50 by turn, system / pipeline (ms): "
                     + ", ".join(
                         f"{s.ttft_ms(0.5):.0f} / {q.ttft_ms(0.5):.0f}"
-                        for s, q in zip(turns(r, n), turns(p, n), strict=True)
+                        for s, q in zip(system_turns, pipeline_turns, strict=True)
                     ),
                     flush=True,
                 )

@@ -58,10 +58,13 @@ def test_rounds_take_turns_at_going_first_and_pool_each_side(
 
         return one
 
-    system, pipeline = asyncio.run(generation.rounds(4, 2, 3, side("system"), side("pipeline")))
+    system_turns, pipeline_turns = asyncio.run(
+        generation.rounds(4, 2, 3, side("system"), side("pipeline"))
+    )
+    system = generation.pooled(system_turns)
 
     assert order == ["system", "pipeline", "pipeline", "system", "system", "pipeline"]
     assert [r.tokens for r in system.runs] == [0, 1, 2, 3] * 3
-    assert [[r.tokens for r in t.runs] for t in generation.turns(pipeline, 4)] == [[0, 1, 2, 3]] * 3
+    assert [[r.tokens for r in t.runs] for t in pipeline_turns] == [[0, 1, 2, 3]] * 3
     # Two at a time: each round takes about two requests' time, and a side's wall time is its own.
     assert 0.06 <= system.wall_s < 0.2

@@ -37,6 +37,11 @@ SEARCH_TASK = "ragq.search"
 EMBED_TASK = "ragq.embed"
 DELIVER_WEBHOOK_TASK = "ragq.deliver_webhook"
 
+# The answer job's record fields that a generation starts from, carried in its message, so that
+# the llm worker starts the engine on the prompt while it claims the job (all set when the job is
+# submitted and never changed).
+GENERATION_FIELDS = ("created_at", "deadline_s", "sampling", "quote", "question")
+
 ROUTES = {
     INGEST_TASK: INGEST_QUEUE,
     DELETE_TASK: INGEST_QUEUE,

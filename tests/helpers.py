@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
+from prometheus_client.parser import text_string_to_metric_families
 
 FINISHED = {"succeeded", "failed", "cancelled"}
 
@@ -138,3 +139,18 @@ def memory_bomb_pdf(expanded_bytes: int = 60_000_000) -> bytes:
 def time_bomb_pdf(operators: int = 400_000) -> bytes:
     """A PDF of a few dozen KB with so many text operators that parsing takes many seconds."""
     return pdf_with_content(b"BT /F1 12 Tf 72 720 Td (x) Tj ET\n" * operators)
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text exposition, by name and labels."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(all_samples: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
+    """Sum of the samples of a metric whose labels include the given ones."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in all_samples.items() if n == name and wanted <= ls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -128,22 +129,33 @@ class Streamer:
 
 @app.task(name=GENERATE_TASK, bind=True, base=JobTask)
 def generate(
-    self: JobTask, job_id: str, prompt_ids: list[int], citations: list[dict[str, Any]]
+    self: JobTask,
+    job_id: str,
+    prompt_ids: list[int],
+    citations: list[dict[str, Any]],
+    fields: dict[str, str] | None = None,
 ) -> None:
-    """Generate a running answer job's answer from its rendered prompt, streaming the tokens."""
+    """Generate a running answer job's answer from its rendered prompt, streaming the tokens.
+
+    `fields` (the record's GENERATION_FIELDS) start the engine on the prompt before the job is
+    claimed, so the claim's round trip overlaps the prompt's prefill; a message without them (sent
+    by an older query worker) claims first. A claim that fails aborts the generation.
+    """
     store = engines.job_store()
-    raw = store.claim(job_id, worker=self.request.hostname or "?", handoff=True)
-    if raw is None:
+    worker = self.request.hostname or "?"
+    raw = None if fields else store.claim(job_id, worker=worker, handoff=True)
+    job = fields or raw
+    if job is None:
         return
     settings = get_settings()
-    deadline_s = float(raw.get("deadline_s") or settings.answer_deadline_s)
-    deadline = datetime.fromisoformat(raw["created_at"]).timestamp() + deadline_s
+    deadline_s = float(job.get("deadline_s") or settings.answer_deadline_s)
+    deadline = datetime.fromisoformat(job["created_at"]).timestamp() + deadline_s
     if time.time() >= deadline:
-        store.fail(job_id, "deadline_exceeded", "the answer was not ready before its deadline")
+        if raw is not None or store.claim(job_id, worker=worker, handoff=True) is not None:
+            store.fail(job_id, "deadline_exceeded", "the answer was not ready before its deadline")
         return
-    request_id = f"{job_id}-{raw.get('attempts', '0')}"
     # A chat completion's own sampling options (max_tokens, temperature, top_p, stop, seed).
-    sampling: dict[str, Any] = json.loads(raw.get("sampling") or "{}")
+    sampling: dict[str, Any] = json.loads(job.get("sampling") or "{}")
     max_tokens = min(
         sampling.pop("max_tokens", None) or settings.llm_max_tokens, settings.llm_max_tokens
     )
@@ -151,16 +163,27 @@ def generate(
     passages = [Citation.model_validate(c) for c in citations]
     # A quoted answer's passages are those it may quote (the query worker kept only those).
     grammar = (
-        prompt.quote_grammar(raw["question"], passages, max_tokens) if prompt.quoting(raw) else None
+        prompt.quote_grammar(job["question"], passages, max_tokens) if prompt.quoting(job) else None
     )
+    started = time.monotonic()
+    # Unique per submission: a late duplicate of this message must not abort this generation.
     generation = engines.llm().submit(
-        request_id,
+        f"{job_id}-{uuid.uuid4().hex[:12]}",
         prompt_ids,
         max_tokens,
         settings.llm_temperature if temperature is None else temperature,
         sampling,
         grammar,
     )
+    if raw is None:
+        try:
+            raw = store.claim(job_id, worker=worker, handoff=True)
+        except BaseException:
+            generation.abort()
+            raise
+        if raw is None:
+            generation.abort()
+            return
     # The answer's start that the prompt wrote for the model (the same rule as the prompt's).
     start = prompt.prefill(passages)
     streamer = Streamer(
@@ -170,6 +193,7 @@ def generate(
         MarkerRewriter(len(passages)),
         settings.llm_stream_interval_s,
         start,
+        started,
     )
     outcome = streamer.run()
     if outcome is Outcome.DEADLINE_EXCEEDED:

@@ -150,6 +150,7 @@ class Generation:
         self._engine = engine
         self.request_id = request_id
         self.deltas: queue.Queue[Delta | BaseException] = queue.Queue()
+        self.aborted = False
 
     def next(self, timeout: float) -> Delta | None:
         """The next delta, or None if none came within `timeout` seconds."""
@@ -162,7 +163,9 @@ class Generation:
         return item
 
     def abort(self) -> None:
-        """Abort the request in the engine; its slot and KV cache are freed at once."""
+        """Abort the request in the engine; its slot and KV cache are freed at once (also where
+        the engine had not taken it yet: see `LLMEngine._pump`)."""
+        self.aborted = True
         self._engine.abort(self.request_id)
 
 
@@ -253,11 +256,17 @@ class LLMEngine:
             structured_outputs=StructuredOutputsParams(grammar=grammar) if grammar else None,
             **options,
         )
+        if generation.aborted:
+            return
         try:
             stream = self._engine.generate(
                 TokensPrompt(prompt_token_ids=prompt), params, generation.request_id
             )
             async for out in stream:
+                if generation.aborted:
+                    # An abort that came before the engine registered the request found none.
+                    await self._engine.abort(generation.request_id)
+                    return
                 completion = out.outputs[0]
                 generation.deltas.put(
                     Delta(

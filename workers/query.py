@@ -7,7 +7,13 @@ from typing import Any
 
 from common import conversation, prompt, usage
 from common.access import ACCESS_GROUPS, Access, loads_groups
-from common.contract import EMBED_TASK, GENERATE_TASK, RETRIEVE_TASK, SEARCH_TASK
+from common.contract import (
+    EMBED_TASK,
+    GENERATE_TASK,
+    GENERATION_FIELDS,
+    RETRIEVE_TASK,
+    SEARCH_TASK,
+)
 from common.jobs import progress_update
 from common.keys import doc_key, groups_pending_key
 from common.messages import TaskMessages
@@ -207,7 +213,10 @@ def retrieve(self: JobTask, job_id: str) -> None:
     # Released with its passages, its progress and the generation's message in one transaction:
     # the llm worker can claim the job as its holder as soon as the message is there, and none
     # of it is stored without the rest (nor at all if the job was cancelled meanwhile).
-    queue, message = MESSAGES.build(GENERATE_TASK, f"{job_id}-generate", [job_id, ids, citations])
+    fields = {name: raw[name] for name in GENERATION_FIELDS if name in raw}
+    queue, message = MESSAGES.build(
+        GENERATE_TASK, f"{job_id}-generate", [job_id, ids, citations, fields]
+    )
     store.release(
         job_id, "handoff", also=lambda pipe: pipe.lpush(queue, message), along=passages_given
     )

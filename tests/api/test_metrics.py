@@ -14,7 +14,6 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from api.body_limit import BodyLimit
 from api.metrics import Observe, refresh_queue_gauges
@@ -29,22 +28,7 @@ from common.contract import (
 )
 from common.contract import create_app as create_celery
 from common.settings import Settings
-from tests.helpers import ingest_text
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of a Prometheus text exposition, by name and labels."""
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(all_samples: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
-    """Sum of the samples of a metric whose labels include the given ones."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in all_samples.items() if n == name and wanted <= ls)
+from tests.helpers import ingest_text, samples, value
 
 
 def test_api_and_worker_metrics_move_with_a_job(service, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]

@@ -12,14 +12,19 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from common.citations import MarkerRewriter
+from common.contract import GENERATE_TASK, GENERATION_FIELDS
+from common.contract import create_app as create_celery
 from common.jobs import JobStore
 from common.jobs_async import AsyncJobStore
 from common.keys import events_key
 from common.schemas import JobKind, JobStatus
+from common.settings import Settings
+from tests.helpers import samples, value, wait_job
 from workers import engines
 from workers.llm import Outcome, Streamer
 from workers.llm_engine import Delta
@@ -54,13 +59,13 @@ def store(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]
     yield job_store
 
 
-def running_job(store: JobStore, redis_url: str) -> str:
-    """A job, created as the API creates it, claimed by a worker."""
+def running_job(store: JobStore, redis_url: str, extra: dict[str, str] | None = None) -> str:
+    """A job, created as the API creates it (with `extra` fields), claimed by a worker."""
     job_id = str(uuid.uuid4())
 
     async def create() -> None:
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        await AsyncJobStore(client, 600).create(job_id, JobKind.ANSWER, "t1")
+        await AsyncJobStore(client, 600).create(job_id, JobKind.ANSWER, "t1", extra=extra)
         await client.aclose()
 
     asyncio.run(create())
@@ -151,3 +156,62 @@ def test_the_deadline_aborts_the_generation(store: JobStore, redis_url: str) -> 
     streaming = Streamer(job_id, generation, time.time() - 1, MarkerRewriter(1), 0)  # type: ignore[arg-type]
     assert streaming.run() is Outcome.DEADLINE_EXCEEDED
     assert generation.aborted and tokens(store, job_id) == []
+
+
+def generated_tokens(service) -> float:  # type: ignore[no-untyped-def]
+    """vLLM's count of the tokens the llm worker's engine generated."""
+    url = f"http://127.0.0.1:{service.metrics_ports['llm-worker']}/metrics"
+    return value(samples(httpx.get(url).text), "vllm:generation_tokens_total")
+
+
+def test_a_generation_started_before_a_failed_claim_is_aborted(
+    service,
+    store: JobStore,
+    redis_url: str,
+    http: httpx.Client,  # type: ignore[no-untyped-def]
+) -> None:
+    """The message's fields start the engine on the prompt while the job is claimed; when the
+    claim fails (the job was cancelled meanwhile), the generation is aborted and nothing is
+    written. The real llm worker and engine: an answer sent after it is the only one whose
+    tokens the engine generates (but the stray prompt's first, if its prefill ran)."""
+    job_id = running_job(store, redis_url, {"question": "What do puffins eat?"})
+    assert store.finish(job_id, JobStatus.CANCELLED)
+    fields = {name: store.raw(job_id).get(name, "") for name in GENERATION_FIELDS}
+    before = generated_tokens(service)
+    celery = create_celery(Settings(redis_url=redis_url))
+    try:
+        stray = list(range(1000, 1400))
+        celery.send_task(GENERATE_TASK, args=[job_id, stray, [], fields], task_id=job_id)
+    finally:
+        celery.close()
+    answer = http.post("/v1/answers", json={"question": "What do puffins eat?", "min_relevance": 0})
+    record = wait_job(http, answer.json()["job_id"])
+    answered = record["result"]["usage"]["completion_tokens"]
+    deadline = time.monotonic() + 10  # vLLM counts a step's tokens just after handing them out
+    while generated_tokens(service) < before + answered and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert 0 < answered <= generated_tokens(service) - before <= answered + 1
+    assert store.status(job_id) is JobStatus.CANCELLED
+    assert tokens(store, job_id) == []
+
+
+def test_a_message_without_the_fields_claims_first_and_answers(
+    service,
+    store: JobStore,
+    redis_url: str,  # type: ignore[no-untyped-def]
+) -> None:
+    """A generate message sent by an older query worker (no fields) still answers its job."""
+    job_id = running_job(store, redis_url, {"question": "What do puffins eat?"})
+    assert store.release(job_id, "handoff")
+    prompt = engines.llm_tokenizer().encode("Puffins eat")
+    celery = create_celery(Settings(redis_url=redis_url))
+    try:
+        celery.send_task(GENERATE_TASK, args=[job_id, prompt, []], task_id=f"{job_id}-generate")
+    finally:
+        celery.close()
+    deadline = time.monotonic() + 120
+    while store.status(job_id) is JobStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.2)
+    record = store.get(job_id)
+    assert record is not None and record.status is JobStatus.SUCCEEDED, record
+    assert record.result is not None and record.result["usage"]["completion_tokens"] > 0

@@ -32,9 +32,13 @@ class EmbeddingBatcher:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalized embeddings of the texts, computed together with other threads' texts."""
+        return self.submit(texts).result()
+
+    def submit(self, texts: list[str]) -> Future[np.ndarray]:
+        """`encode`'s embeddings, to come: the caller goes on meanwhile."""
         request = _Request(texts)
         self._requests.put(request)
-        return request.future.result()
+        return request.future
 
     def _take(self) -> list[_Request]:
         batch = [self._requests.get()]

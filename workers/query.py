@@ -163,9 +163,14 @@ def _not_covered(job_id: str, passages: list[Citation], relevance: float | None)
 
 
 @app.task(name=RETRIEVE_TASK, bind=True, base=JobTask)
-def retrieve(self: JobTask, job_id: str) -> None:
-    """Retrieve an answer job's passages, render its prompt and enqueue its generation."""
+def retrieve(self: JobTask, job_id: str, question: str | None = None) -> None:
+    """Retrieve an answer job's passages, render its prompt and enqueue its generation.
+
+    `question`, which the API sends for a question without a conversation (the reconciler's
+    re-sends do not), is embedded while the job is claimed.
+    """
     store = engines.job_store()
+    early = engines.query_batcher().submit([question]) if question else None
     raw = store.claim(job_id, worker=self.request.hostname or "?")
     if raw is None:
         return
@@ -175,7 +180,11 @@ def retrieve(self: JobTask, job_id: str) -> None:
     min_relevance = float(raw.get("min_relevance") or 0.0)
     needs_dense = mode is not SearchMode.SPARSE or min_relevance > 0
     history = conversation.loads(raw.get("history"))
-    query, dense, sparse = conversation_query(raw["question"], history, needs_dense)
+    query, dense, sparse = (
+        (raw["question"], list(early.result()[0].tolist()), None)
+        if early is not None and needs_dense and not conversation.earlier_questions(history)
+        else conversation_query(raw["question"], history, needs_dense)
+    )
     # The groups of the key that asked, applied inside the search.
     groups = Access.from_fields(raw).search_groups
     passages = search(

@@ -4,7 +4,7 @@ in one Redis batch."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from celery import Celery
 from starlette.concurrency import run_in_threadpool
@@ -19,7 +19,7 @@ from common.contract import RETRIEVE_TASK
 from common.documents import settle
 from common.jobs_async import AsyncJobStore, BadCursor
 from common.messages import TaskMessages
-from common.schemas import JobKind, JobRecord, JobStatus
+from common.schemas import JobKind, JobRecord, JobStatus, SearchMode
 from common.settings import Settings
 from common.telemetry import JOBS_CREATED
 from common.webhooks import WebhookRefused, vet
@@ -52,13 +52,15 @@ class JobService:
         also: Callable[[Batch], object] | None = None,
         job_id: str | None = None,
         webhook_url: str | None = None,
+        args: Sequence[str] = (),
     ) -> str:
-        """Record a queued job and send its first task: with `also`'s writes, in one batch
-        (one round trip), so none of it is stored unless all of it is."""
+        """Record a queued job and send its first task (its arguments the job id, then `args`):
+        with `also`'s writes, in one batch (one round trip), so none of it is stored unless all
+        of it is."""
         job_id = job_id or str(uuid.uuid4())
         if webhook_url:
             fields = {**fields, "webhook_url": webhook_url}
-        queue, message = self.messages.build(task, job_id, [job_id])
+        queue, message = self.messages.build(task, job_id, [job_id, *args])
 
         def write(batch: Batch) -> None:
             if also is not None:
@@ -99,8 +101,16 @@ class JobService:
         webhook_url = await self.vet_webhook(body.webhook_url)
         if self.quotas is not None:
             await self.quotas.check_answer(tenant)
+        # A question without a conversation is its own query: its message carries it, so the
+        # query worker embeds it while it claims the job (see `workers.query.retrieve`).
+        alone = "history" not in fields and fields["mode"] != SearchMode.SPARSE
         job_id = await self.enqueue(
-            RETRIEVE_TASK, JobKind.ANSWER, tenant, fields, webhook_url=webhook_url
+            RETRIEVE_TASK,
+            JobKind.ANSWER,
+            tenant,
+            fields,
+            webhook_url=webhook_url,
+            args=(question,) if alone else (),
         )
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED)
 

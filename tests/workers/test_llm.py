@@ -1,7 +1,9 @@
-"""The Streamer's rules: first text at once, then one flush per interval; cancel and deadline.
+"""The Streamer's rules: first text at once, then one flush per interval; cancel and deadline;
+and how the generate task starts: the engine first, then the claim.
 
 The Streamer (the unit under test) reads a generation's deltas and writes a real job on the
-tests' Redis. The generation is scripted: a stand-in for what vLLM's engine hands out.
+tests' Redis; its generation is scripted, a stand-in for what vLLM's engine hands out. The
+generate task's tests send its messages to the shared service's real llm worker and engine.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -158,17 +161,14 @@ def test_the_deadline_aborts_the_generation(store: JobStore, redis_url: str) -> 
     assert generation.aborted and tokens(store, job_id) == []
 
 
-def generated_tokens(service) -> float:  # type: ignore[no-untyped-def]
+def generated_tokens(service: Any) -> float:
     """vLLM's count of the tokens the llm worker's engine generated."""
     url = f"http://127.0.0.1:{service.metrics_ports['llm-worker']}/metrics"
     return value(samples(httpx.get(url).text), "vllm:generation_tokens_total")
 
 
 def test_a_generation_started_before_a_failed_claim_is_aborted(
-    service,
-    store: JobStore,
-    redis_url: str,
-    http: httpx.Client,  # type: ignore[no-untyped-def]
+    service: Any, store: JobStore, redis_url: str, http: httpx.Client
 ) -> None:
     """The message's fields start the engine on the prompt while the job is claimed; when the
     claim fails (the job was cancelled meanwhile), the generation is aborted and nothing is
@@ -196,9 +196,7 @@ def test_a_generation_started_before_a_failed_claim_is_aborted(
 
 
 def test_a_message_without_the_fields_claims_first_and_answers(
-    service,
-    store: JobStore,
-    redis_url: str,  # type: ignore[no-untyped-def]
+    service: Any, store: JobStore, redis_url: str
 ) -> None:
     """A generate message sent by an older query worker (no fields) still answers its job."""
     job_id = running_job(store, redis_url, {"question": "What do puffins eat?"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -142,8 +143,10 @@ def generate(
     by an older query worker) claims first. A claim that fails aborts the generation.
     """
     store = engines.job_store()
-    worker = self.request.hostname or "?"
-    raw = None if fields else store.claim(job_id, worker=worker, handoff=True)
+    claim = functools.partial(
+        store.claim, job_id, worker=self.request.hostname or "?", handoff=True
+    )
+    raw = None if fields else claim()
     job = fields or raw
     if job is None:
         return
@@ -151,7 +154,7 @@ def generate(
     deadline_s = float(job.get("deadline_s") or settings.answer_deadline_s)
     deadline = datetime.fromisoformat(job["created_at"]).timestamp() + deadline_s
     if time.time() >= deadline:
-        if raw is not None or store.claim(job_id, worker=worker, handoff=True) is not None:
+        if raw is not None or claim() is not None:
             store.fail(job_id, "deadline_exceeded", "the answer was not ready before its deadline")
         return
     # A chat completion's own sampling options (max_tokens, temperature, top_p, stop, seed).
@@ -177,7 +180,7 @@ def generate(
     )
     if raw is None:
         try:
-            raw = store.claim(job_id, worker=worker, handoff=True)
+            raw = claim()
         except BaseException:
             generation.abort()
             raise

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from typing import Any
+
+import numpy as np
 
 from common import conversation, prompt, usage
 from common.access import ACCESS_GROUPS, Access, loads_groups
@@ -103,22 +106,28 @@ def hidden_documents(tenant: str, groups: list[str] | None) -> list[str]:
     return [d for d, raw in zip(pending, found, strict=True) if not reader.sees(loads_groups(raw))]
 
 
-def embed(query: str) -> list[float]:
-    """The query's dense vector (normalised, so a dot product is its cosine similarity)."""
-    return list(engines.query_batcher().encode([query])[0].tolist())
+def embed(query: str, pending: Future[np.ndarray] | None = None) -> list[float]:
+    """The query's dense vector (normalised, so a dot product is its cosine similarity); from
+    `pending`, its embedding already asked for, if given."""
+    vectors = pending.result() if pending is not None else engines.query_batcher().encode([query])
+    return list(vectors[0].tolist())
 
 
 def conversation_query(
-    question: str, history: list[conversation.Turn], dense: bool
+    question: str,
+    history: list[conversation.Turn],
+    dense: bool,
+    pending: Future[np.ndarray] | None = None,
 ) -> tuple[str, list[float] | None, SparseVector | None]:
     """The text, dense vector and BM25 terms that retrieve for the conversation's last question.
 
-    Without earlier questions these are the question's own (the sparse terms are then left to
+    Without earlier questions these are the question's own (its vector from `pending`, the
+    question's embedding already asked for, if given; the sparse terms are then left to
     `search`).
     """
     earlier = conversation.earlier_questions(history)
     if not earlier:
-        return question, embed(question) if dense else None, None
+        return question, embed(question, pending) if dense else None, None
     vector = None
     if dense:
         both = engines.query_batcher().encode([question, earlier])
@@ -180,11 +189,7 @@ def retrieve(self: JobTask, job_id: str, question: str | None = None) -> None:
     min_relevance = float(raw.get("min_relevance") or 0.0)
     needs_dense = mode is not SearchMode.SPARSE or min_relevance > 0
     history = conversation.loads(raw.get("history"))
-    query, dense, sparse = (
-        (raw["question"], list(early.result()[0].tolist()), None)
-        if early is not None and needs_dense and not conversation.earlier_questions(history)
-        else conversation_query(raw["question"], history, needs_dense)
-    )
+    query, dense, sparse = conversation_query(raw["question"], history, needs_dense, early)
     # The groups of the key that asked, applied inside the search.
     groups = Access.from_fields(raw).search_groups
     passages = search(

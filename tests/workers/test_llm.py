@@ -161,6 +161,15 @@ def test_the_deadline_aborts_the_generation(store: JobStore, redis_url: str) -> 
     assert generation.aborted and tokens(store, job_id) == []
 
 
+def send_generate(redis_url: str, args: list[Any]) -> None:
+    """A generate message with these arguments, sent as the query worker sends it."""
+    celery = create_celery(Settings(redis_url=redis_url))
+    try:
+        celery.send_task(GENERATE_TASK, args=args, task_id=f"{args[0]}-generate")
+    finally:
+        celery.close()
+
+
 def generated_tokens(service: Any) -> float:
     """vLLM's count of the tokens the llm worker's engine generated."""
     url = f"http://127.0.0.1:{service.metrics_ports['llm-worker']}/metrics"
@@ -178,12 +187,7 @@ def test_a_generation_started_before_a_failed_claim_is_aborted(
     assert store.finish(job_id, JobStatus.CANCELLED)
     fields = {name: store.raw(job_id).get(name, "") for name in GENERATION_FIELDS}
     before = generated_tokens(service)
-    celery = create_celery(Settings(redis_url=redis_url))
-    try:
-        stray = list(range(1000, 1400))
-        celery.send_task(GENERATE_TASK, args=[job_id, stray, [], fields], task_id=job_id)
-    finally:
-        celery.close()
+    send_generate(redis_url, [job_id, list(range(1000, 1400)), [], fields])
     answer = http.post("/v1/answers", json={"question": "What do puffins eat?", "min_relevance": 0})
     record = wait_job(http, answer.json()["job_id"])
     answered = record["result"]["usage"]["completion_tokens"]
@@ -202,11 +206,7 @@ def test_a_message_without_the_fields_claims_first_and_answers(
     job_id = running_job(store, redis_url, {"question": "What do puffins eat?"})
     assert store.release(job_id, "handoff")
     prompt = engines.llm_tokenizer().encode("Puffins eat")
-    celery = create_celery(Settings(redis_url=redis_url))
-    try:
-        celery.send_task(GENERATE_TASK, args=[job_id, prompt, []], task_id=f"{job_id}-generate")
-    finally:
-        celery.close()
+    send_generate(redis_url, [job_id, prompt, []])
     deadline = time.monotonic() + 120
     while store.status(job_id) is JobStatus.RUNNING and time.monotonic() < deadline:
         time.sleep(0.2)

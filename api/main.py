@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            metrics.process_stopping()
             await client.aclose()
             celery.close()
 

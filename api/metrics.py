@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.types import Receive, Scope, Send
 
 from api.asgi import HttpMiddleware, Sent
+from api.serve import MULTIPROCESS_DIR
 from common.contract import QUEUES
 from common.telemetry import (
     HTTP_LATENCY,
@@ -66,6 +68,21 @@ class Observe(HttpMiddleware):
             raise
 
 
+def exposition() -> bytes:
+    """The metrics in Prometheus's text format: of every API process where there are several."""
+    if not os.environ.get(MULTIPROCESS_DIR):
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+def process_stopping() -> None:
+    """Drop this process's live gauges (open streams) from the others' sum, if there are others."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        multiprocess.mark_process_dead(os.getpid())
+
+
 def install(app: FastAPI) -> None:
     """Count and time every request by route template, and serve `/metrics`."""
     app.add_middleware(Observe)
@@ -73,4 +90,4 @@ def install(app: FastAPI) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
         await refresh_queue_gauges(request.app.state.redis)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

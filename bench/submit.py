@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/submit.py [--count 4000] [--clients 32] [--bare-clients 32]
 
-Starts its own redis-server and one API process (uvicorn, as `ragq up` starts it: one process)
-and no worker, so every submission only queues. `--clients` concurrent clients (one
+Starts its own redis-server and the API as `ragq up` starts it (`python -m api.serve`:
+RAGQ_API_PROCESSES uvicorn processes, 2 by default; `RAGQ_API_PROCESSES=1` for one) and no
+worker, so every submission only queues. `--clients` concurrent clients (one
 aiohttp.ClientSession, a keep-alive connection each: a tenth of httpx's CPU per request, and
 the clients share the API's cores) send `--count` submissions, alternating `POST /v1/answers`
 and `POST /v1/documents` (JSON text, a distinct text each), and time each one. The bare floor
@@ -14,9 +15,9 @@ limit is set out of reach (it is still counted) and the queue depth limit too. E
 checked afterwards: a record and a message per job. Last line one JSON object:
 {"submit_jobs_s", "submit_p50_ms", "submit_p99_ms", "bare_jobs_s", "ratio",
 "api_cpu_ms_per_job", "client_cpu_ms_per_job", "redis_cpu_ms_per_job", "bare_cpu_ms_per_job",
-"count", "transport_errors", "clients", "load_avg"}. CPU per job says what the throughput would be
-with cores to spare: on a loaded machine the wall-clock figures measure the share of the cores the
-processes got.
+"count", "transport_errors", "clients", "api_processes", "load_avg"}. CPU per job says what the
+throughput would be with cores to spare: on a loaded machine the wall-clock figures measure the
+share of the cores the processes got.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from common.keys import ACTIVE_JOBS_KEY
 from common.redis_async import async_redis
 from common.settings import Settings
 
+WARM_UP_ROUNDS = 4  # of `--clients` submissions
 LIMITS = {"RAGQ_RATE_LIMIT_REQUESTS": "1000000000", "RAGQ_MAX_QUEUE_DEPTH": "1000000000"}
 
 
@@ -81,6 +83,17 @@ async def closed_loop(
     return time.perf_counter() - start, latencies
 
 
+def warm_ups(clients: int) -> int:
+    """How many submissions go before the timed ones."""
+    return WARM_UP_ROUNDS * clients
+
+
+async def warm_up(clients: int, one: Callable[[int], Awaitable[None]]) -> None:
+    """Untimed submissions first (negative numbers), as many at a time as the timed ones: each
+    API process opens its Redis connections and loads its scripts on its first requests."""
+    await closed_loop(warm_ups(clients), clients, lambda n: one(-1 - n))
+
+
 async def over_http(
     base_url: str, key: str, count: int, clients: int, failed: list[str]
 ) -> tuple[float, list[float]]:
@@ -107,8 +120,7 @@ async def over_http(
                 # retry may or may not make a second job), counted.
                 failed.append(f"{n}: {exc!r}")
 
-        await one(-2)  # a first request opens the API's Redis connections
-        await one(-1)
+        await warm_up(clients, one)
         return await closed_loop(count, clients, one)
 
 
@@ -127,21 +139,20 @@ async def bare(url: str, count: int, clients: int) -> tuple[float, list[float]]:
             await jobs.submit_answer("bench", ADMIN, AnswerIn(question=question(n)))
 
     try:
-        await one(-2)
-        await one(-1)
+        await warm_up(clients, one)
         return await closed_loop(count, clients, one)
     finally:
         await client.aclose()
         celery.close()
 
 
-def check(client: redis.Redis, count: int, failed: int = 0) -> None:
-    """Every submission left a queued record and a waiting message (the two warm-ups too); one
+def check(client: redis.Redis, submitted: int, failed: int = 0) -> None:
+    """Every submission left a queued record and a waiting message (the warm-ups' too); one
     that failed in transport left both or neither."""
     records = int(client.zcard(ACTIVE_JOBS_KEY))
     waiting = int(client.llen(QUERY_QUEUE)) + int(client.llen(INGEST_QUEUE))  # type: ignore[arg-type]
     assert waiting == records, f"{waiting} messages for {records} jobs"
-    assert count + 2 - failed <= records <= count + 2, f"{records} jobs for {count} submissions"
+    assert submitted - failed <= records <= submitted, f"{records} jobs, {submitted} submissions"
 
 
 def quantile_ms(seconds: list[float], q: float) -> float:
@@ -151,9 +162,11 @@ def quantile_ms(seconds: list[float], q: float) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user and system) a process has used so far."""
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """CPU time (user and system) a process and its live children have used so far."""
+    process = psutil.Process(pid)
+    return sum(
+        float(t.user + t.system) for t in (p.cpu_times() for p in [process, *process.children()])
+    )
 
 
 def start_api(env: dict[str, str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -213,12 +226,12 @@ def main() -> None:
         )
         api_cpu, own_cpu = cpu_seconds(api.pid) - api_cpu, time.process_time() - own_cpu
         redis_cpu = cpu_seconds(server.pid) - redis_cpu
-        check(sync, args.count, len(failed))
+        check(sync, args.count + warm_ups(args.clients), len(failed))
         bare_url = url.rsplit("/", 1)[0] + "/1"
         bare_cpu = time.process_time()
         bare_s, bare_latencies = asyncio.run(bare(bare_url, args.count, args.bare_clients))
         bare_cpu = time.process_time() - bare_cpu
-        check(open_redis(bare_url), args.count)
+        check(open_redis(bare_url), args.count + warm_ups(args.bare_clients))
         load_after = os.getloadavg()[0]
     finally:
         if api is not None:
@@ -242,9 +255,13 @@ def main() -> None:
         "count": args.count,
         "transport_errors": len(failed),
         "clients": args.clients,
+        "api_processes": settings.api_processes,
         "load_avg": round((load_before + load_after) / 2, 2),
     }
-    print(f"{args.count} submissions (answers and text documents alternating), one API process")
+    print(
+        f"{args.count} submissions (answers and text documents alternating), "
+        f"{settings.api_processes} API process(es)"
+    )
     print("| path | clients | jobs/s | p50 ms | p99 ms |")
     print("|---|---|---|---|---|")
     for name, clients, seconds, lat in (
@@ -258,11 +275,11 @@ def main() -> None:
         print(f"lost in transport: {line}")
     print(f"ratio {result['ratio']}; load average {load_before:.2f} → {load_after:.2f}")
     print(
-        f"CPU per job: API process {result['api_cpu_ms_per_job']} ms, HTTP clients "
+        f"CPU per job: API {result['api_cpu_ms_per_job']} ms, HTTP clients "
         f"{result['client_cpu_ms_per_job']} ms, Redis {result['redis_cpu_ms_per_job']} ms; "
         f"bare {result['bare_cpu_ms_per_job']} ms "
         f"(one free core would carry at most {1000 / max(1e-9, result['api_cpu_ms_per_job']):.0f} "
-        "jobs/s through the API process)"
+        "jobs/s through one API process)"
     )
     print(json.dumps(result))
 

@@ -46,9 +46,9 @@ def flower_command(settings: Settings) -> list[str]:
 
 
 def api_command(settings: Settings) -> list[str]:
-    """The API under uvicorn."""
+    """The API under uvicorn, in RAGQ_API_PROCESSES processes."""
     return [
-        sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
+        sys.executable, "-m", "api.serve",
         "--host", settings.api_host,
         "--port", str(settings.api_port),
     ]  # fmt: skip

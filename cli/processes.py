@@ -108,5 +108,17 @@ def port_holder(host: str, port: int) -> str | None:
     with contextlib.suppress(psutil.Error):
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                return describe(conn.pid) if conn.pid else "another user's process"
+                return describe(_opener(conn.pid, port)) if conn.pid else "another user's process"
     return "another process"
+
+
+def _opener(pid: int, port: int) -> int:
+    """Of the processes that share a listening socket (a server's workers, its parent), the
+    eldest: psutil names one of them, any one."""
+    with contextlib.suppress(psutil.Error):
+        while (parent := psutil.Process(pid).parent()) is not None and any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+            for c in parent.net_connections("tcp")
+        ):
+            pid = parent.pid
+    return pid

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # uvicorn's line per request (off: the API's metrics count and time every request by route
     # and status, and the line costs a tenth of a job submit's CPU).
     api_access_log: bool = False
+    # API processes on the one port (uvicorn workers): one process serves about one core's worth
+    # of submits; their /metrics add up across them (Prometheus multiprocess mode).
+    api_processes: int = Field(default=2, ge=1)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_question_chars: int = Field(default=2000, ge=1)
     # A chat completion's whole conversation (every message's text), OpenAI-compatible route.

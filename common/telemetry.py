@@ -42,10 +42,19 @@ HTTP_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 JOBS_CREATED = Counter("ragq_jobs_created_total", "Jobs created.", ["kind"])
-SSE_CONNECTIONS = Gauge("ragq_sse_connections", "Open SSE connections.")
-QUEUE_DEPTH = Gauge("ragq_queue_depth", "Messages waiting in a queue.", ["queue"])
+# With several API processes (api.serve), open streams add up over the live ones, and a queue's
+# gauges are what the last scrape read, whichever process answered it.
+SSE_CONNECTIONS = Gauge(
+    "ragq_sse_connections", "Open SSE connections.", multiprocess_mode="livesum"
+)
+QUEUE_DEPTH = Gauge(
+    "ragq_queue_depth", "Messages waiting in a queue.", ["queue"], multiprocess_mode="mostrecent"
+)
 QUEUE_OLDEST_AGE = Gauge(
-    "ragq_queue_oldest_age_seconds", "Age of the oldest waiting message of a queue.", ["queue"]
+    "ragq_queue_oldest_age_seconds",
+    "Age of the oldest waiting message of a queue.",
+    ["queue"],
+    multiprocess_mode="mostrecent",
 )
 
 # Workers.

@@ -51,5 +51,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
 # SSE streams never end by themselves: bound the graceful shutdown below the pod's grace period.
-CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
+# RAGQ_API_PROCESSES uvicorn processes (api.serve; 2 by default).
+CMD ["python", "-m", "api.serve", "--host", "0.0.0.0", "--port", "8000", \
      "--timeout-graceful-shutdown", "20"]

@@ -73,10 +73,9 @@ def ingest_text(http: httpx.Client, text: str, title: str) -> dict[str, Any]:
 def api_process(
     env: dict[str, str], port: int, timeout: float = 60, log_path: Path | None = None
 ) -> Iterator[str]:
-    """An extra API process (uvicorn) with this environment, its output in `log_path` if given;
-    its base URL once /healthz answers."""
-    command = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
+    """An extra API (`python -m api.serve`, as `ragq up` starts it) with this environment, its
+    output in `log_path` if given; its base URL once /healthz answers."""
+    command = [sys.executable, "-m", "api.serve", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     with log_path.open("w+b") if log_path else tempfile.TemporaryFile() as log:

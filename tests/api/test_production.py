@@ -39,8 +39,7 @@ def prod_env(redis_url: str) -> Iterator[tuple[dict[str, str], redis.Redis]]:
 
 def start_api(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the API until it exits (it should not start)."""
-    command = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory"]
-    command += ["--port", str(free_port())]
+    command = [sys.executable, "-m", "api.serve", "--port", str(free_port())]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 

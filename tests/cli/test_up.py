@@ -109,7 +109,7 @@ def test_children_die_with_a_killed_supervisor_and_a_second_start_says_what_runs
         assert third.returncode == 1, third.stderr
         port = env["RAGQ_API_PORT"]
         assert f"port {port} for the API (RAGQ_API_PORT)" in third.stderr, third.stderr
-        assert "uvicorn" in third.stderr, third.stderr  # names the process that holds it
+        assert "api.serve" in third.stderr, third.stderr  # names the process that holds it
 
         os.kill(up.pid, signal.SIGKILL)
         up.wait()

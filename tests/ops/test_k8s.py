@@ -177,7 +177,7 @@ def test_api_probes_and_readiness_choice(target: str) -> None:
     (api,) = containers(named(_docs(target), "Deployment", "api")["spec"]["template"])
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert api[probe]["httpGet"]["path"] == "/healthz"
-    assert api["command"][:4] == ["uvicorn", "api.main:create_app", "--factory", "--host"]
+    assert api["command"][:4] == ["python", "-m", "api.serve", "--host"]
 
 
 @targets

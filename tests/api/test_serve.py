@@ -1,4 +1,5 @@
-"""The API in several processes (`python -m api.serve`): one port, metrics summed, a clean stop."""
+"""The API as `python -m api.serve` starts it: several processes on one port with their metrics
+summed and a clean stop, or one process alone."""
 
 from __future__ import annotations
 
@@ -82,3 +83,15 @@ def test_ctrl_c_stops_every_process_and_removes_the_metrics_folder(
         while folder.exists():
             assert time.monotonic() < deadline, list(folder.iterdir())
             time.sleep(0.1)
+
+
+def test_one_process_serves_alone(redis_url: str) -> None:
+    env = {**os.environ, "RAGQ_REDIS_URL": redis_url, "RAGQ_API_PROCESSES": "1"}
+    port = free_port()
+    with api_process(env, port) as url:
+        serve = launcher(port)
+        assert serve.children() == []
+        assert MULTIPROCESS_DIR not in serve.environ()
+        before = healthz_count(url)
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+        assert healthz_count(url) == before + 1

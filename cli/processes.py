@@ -107,9 +107,14 @@ def port_holder(host: str, port: int) -> str | None:
             pass
     with contextlib.suppress(psutil.Error):
         for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if _listens(conn, port):
                 return describe(_opener(conn.pid, port)) if conn.pid else "another user's process"
     return "another process"
+
+
+def _listens(conn: Any, port: int) -> bool:
+    """Whether a psutil connection is a socket listening on the port."""
+    return bool(conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port)
 
 
 def _opener(pid: int, port: int) -> int:
@@ -117,8 +122,7 @@ def _opener(pid: int, port: int) -> int:
     eldest: psutil names one of them, any one."""
     with contextlib.suppress(psutil.Error):
         while (parent := psutil.Process(pid).parent()) is not None and any(
-            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-            for c in parent.net_connections("tcp")
+            _listens(c, port) for c in parent.net_connections("tcp")
         ):
             pid = parent.pid
     return pid

@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     # torch again). Only where the process started with its OpenMP set-up in place, which
     # `ragq up` gives its llm worker (workers.llm_engine.fork_env).
     llm_fork_engine: bool = False
+    # The CPUs an llm worker's own threads and its forked engine's scheduler may use; libgomp,
+    # preloaded for the fork, binds the process to the engine's CPUs as it loads (`ragq up`
+    # gives the CPUs it was started with; empty: left as they are).
+    llm_worker_cpus: Annotated[list[int], NoDecode] = Field(default=[])
     llm_cpu_kvcache_gib: int = Field(default=2, ge=1)
     answer_deadline_s: float = Field(default=300.0, gt=0.0)
     # Citations: the model's [n] markers, attribution of each sentence to the passages that
@@ -175,7 +179,9 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     idempotency_wait_s: float = Field(default=10.0, ge=0.0)
 
-    @field_validator("webhook_retry_schedule_s", "webhook_allow_networks", mode="before")
+    @field_validator(
+        "webhook_retry_schedule_s", "webhook_allow_networks", "llm_worker_cpus", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         """Accept a comma-separated environment value (or a JSON list)."""

@@ -72,6 +72,7 @@ def fork_env(
     listed = ",".join(map(str, bound))
     env = {
         "RAGQ_LLM_FORK_ENGINE": "true",
+        "RAGQ_LLM_WORKER_CPUS": ",".join(map(str, allowed)),
         "VLLM_CPU_OMP_THREADS_BIND": listed,
         "OMP_NUM_THREADS": str(len(bound)),
         "GOMP_CPU_AFFINITY": " ".join(map(str, bound)),
@@ -87,6 +88,27 @@ def fork_env(
     if libgomp is not None:
         env["LD_PRELOAD"] = str(libgomp)
     return env
+
+
+def unbind_engine_threads(cpus: Iterable[int]) -> None:
+    """Let this process's threads and its engine's scheduler process run on any of `cpus`.
+
+    libgomp, preloaded with the engine's OpenMP set-up (`fork_env`), binds the threads that
+    start its parallel work to the engine's CPUs, as it loads and while vLLM starts, and every
+    process forked from them: the worker's own threads and the engine's scheduler would share
+    the model's CPUs and leave idle the one kept for them. The model's threads, in the engine's
+    worker process below the scheduler, keep their binding, as when vLLM spawns them.
+    """
+    allowed = set(cpus)
+    me = psutil.Process()
+    try:
+        for process in [me, *me.children()]:  # the scheduler is a child, the model's below it
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for thread in process.threads():
+                    with contextlib.suppress(ProcessLookupError):  # a thread that has ended
+                        os.sched_setaffinity(thread.id, allowed)
+    except OSError as exc:  # CPUs taken away since `ragq up` listed them: run as bound
+        log.warning("could not unbind the llm worker's threads from the engine's CPUs: %s", exc)
 
 
 def bound_cpus(env: Mapping[str, str]) -> set[int]:
@@ -183,6 +205,8 @@ class LLMEngine:
         self._thread.start()
         self._stopping = False
         self._engine = self._call(self._create())
+        if settings.llm_fork_engine and settings.llm_worker_cpus:
+            unbind_engine_threads(settings.llm_worker_cpus)
         asyncio.run_coroutine_threadsafe(self._watch(), self._loop)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -18,6 +18,7 @@ import psutil
 from cli.processes import LOCK_NAME
 from cli.supervisor import free_port
 from tests.helpers import ragq
+from workers.llm_engine import fork_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -88,6 +89,29 @@ def wait_gone(processes: list[psutil.Process], timeout: float) -> float:
     return time.monotonic() - started
 
 
+def thread_cpus(process: psutil.Process) -> set[frozenset[int]]:
+    """The distinct CPU sets the threads of `process` may run on."""
+    return {frozenset(os.sched_getaffinity(thread.id)) for thread in process.threads()}
+
+
+def assert_only_the_model_is_bound(family: list[psutil.Process]) -> None:
+    """Where vLLM for CPU binds its engine (two CPUs or more), only the model's threads are
+    bound: the llm worker's own threads and the engine's scheduler may use every CPU, as where
+    vLLM spawns its processes, instead of sharing the model's."""
+    cpus = frozenset(os.sched_getaffinity(0))
+    if not fork_env({}) or len(cpus) < 2:
+        return
+
+    def named(part: str) -> psutil.Process:
+        (process,) = [p for p in family if part in " ".join(p.cmdline())]
+        return process
+
+    assert thread_cpus(named("--queues llm")) == {cpus}
+    assert thread_cpus(named("VLLM::EngineCore")) == {cpus}
+    (model,) = thread_cpus(named("VLLM::Worker"))
+    assert model < cpus
+
+
 def test_children_die_with_a_killed_supervisor_and_a_second_start_says_what_runs(
     tmp_path: Path,
 ) -> None:
@@ -97,6 +121,7 @@ def test_children_die_with_a_killed_supervisor_and_a_second_start_says_what_runs
         commands = [" ".join(p.cmdline()) for p in family]
         assert len(family) >= 6, commands  # Redis, 2 workers, API, Flower, vLLM's engine
         assert (tmp_path / "data" / LOCK_NAME).read_text().strip() == str(up.pid)
+        assert_only_the_model_is_bound(family)
 
         started = time.monotonic()
         second = ragq(env, "up", timeout=60)

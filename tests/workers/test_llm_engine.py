@@ -7,12 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from common.settings import Settings
 from workers.llm_engine import OPENMP_VARIABLES, bound_cpus, cpu_flags, engine_dtype, fork_env
 
 
-def test_binds_all_cpus_but_one_and_preloads_torchs_libgomp() -> None:
+def test_binds_all_cpus_but_one_and_preloads_torchs_libgomp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     env = fork_env({}, cpus=[3, 0, 1, 2])
     assert env["RAGQ_LLM_FORK_ENGINE"] == "true"
+    # The worker's own threads and the engine's scheduler get every CPU back once it started.
+    monkeypatch.setenv("RAGQ_LLM_WORKER_CPUS", env["RAGQ_LLM_WORKER_CPUS"])
+    assert Settings().llm_worker_cpus == [0, 1, 2, 3]
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0,1,2"
     assert env["OMP_NUM_THREADS"] == "3"
     assert env["GOMP_CPU_AFFINITY"] == "0 1 2"
